@@ -1,0 +1,452 @@
+"""Raw cells of one returned file → normalized return rows (schemas.ReturnRows) + file issues.
+
+This is where a sheet's own layout is turned into ours: which sheet holds the table, whose
+return it is, which task each row reports on, and what number each cell means. Every value
+keeps the address of the cell it came from, so that validation can point at it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..errors import ERROR, WARNING, Issue, cell_address
+from ..text import clean_text, fold, parse_number, parse_rate, split_names, text_key
+from .layout import Layout, find_layout
+from .narrative import NarrativeFacts, extract_facts, parse_rank, split_for_indicators
+from .read import CellError, RawBook, RawSheet
+
+# Rows under the table that are notes, not data.
+_NOTE = re.compile(r"^(填报人|填表人|联系人|联系电话|电话|审核人|审核|制表|制表人|负责人|注|备注|说明|填报日期|日期)\s*[:：]")
+_SUBTOTAL = re.compile(r"^(合计|小计|总计|共计)$")
+# Columns whose merged cells mean "the same for every row below" (a project over its indicators).
+_FILL_DOWN = ("seq", "project", "leader", "lead_units", "unit", "level")
+_FILENAME_NOISE = re.compile(r"(盖章|签章|\d{4}年|\d{1,2}月份?|1-\d{1,2}月|报表|报送|填报|回执|最新|修改版?|终版|定稿|v\d+)")
+
+
+@dataclass
+class TaskIndex:
+    """The task list, indexed for matching returned rows to tasks."""
+
+    units: list[str]
+    codes: set[str]
+    pairs: set[tuple[str, str]]  # (code, unit)
+    by_unit: dict[str, list[dict]]  # unit → its tasks (code, indicator/project keys, target, measure)
+
+    @classmethod
+    def from_tasks(cls, tasks: pd.DataFrame) -> TaskIndex:
+        by_unit: dict[str, list[dict]] = {}
+        for task in tasks.itertuples(index=False):
+            by_unit.setdefault(task.unit, []).append(
+                {
+                    "code": task.code,
+                    "indicator": task.indicator,
+                    "indicator_key": text_key(task.indicator),
+                    "project_key": text_key(task.project),
+                    "target": None if pd.isna(task.target) else float(task.target),
+                    "measure": task.measure,
+                    "kind": task.kind,
+                }
+            )
+        return cls(
+            units=list(by_unit),
+            codes=set(tasks["code"]),
+            pairs=set(zip(tasks["code"], tasks["unit"], strict=True)),
+            by_unit=by_unit,
+        )
+
+    def match_unit(self, text: str) -> str | None:
+        """The task-list unit a free text names ("岳阳楼区人社局（盖章）" → "区人社局"), or None."""
+        key = text_key(text)
+        if not key:
+            return None
+        exact = [unit for unit in self.units if text_key(unit) == key]
+        if exact:
+            return exact[0]
+        inside = [unit for unit in self.units if text_key(unit) and text_key(unit) in key]
+        if inside:
+            return max(inside, key=lambda unit: len(text_key(unit)))
+        around = [unit for unit in self.units if len(key) >= 2 and key in text_key(unit)]
+        return around[0] if len(around) == 1 else None
+
+
+@dataclass
+class FileReturn:
+    """What one returned file yields before validation."""
+
+    file: str
+    unit: str = ""
+    period: str = ""
+    sheet: str = ""
+    rows: list[dict] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    rejected: bool = False
+
+    def reject(self, message: str, code: str, location: str = "") -> FileReturn:
+        self.issues.append(Issue(self.file, self.unit, location, ERROR, code, message))
+        self.rejected = True
+        return self
+
+
+def normalize_book(
+    book: RawBook, file_name: str, index: TaskIndex, aliases: dict[str, str], period: str
+) -> FileReturn:
+    """Find the table, the unit and the period, and turn each data row into return rows."""
+    result = FileReturn(file=file_name, period=book.meta.get("period") or period)
+    result.notes.extend(book.notes)
+    chosen = _choose_sheet(book, aliases, result)
+    if chosen is None:
+        return result.reject(
+            "找不到表头：前20行中没有“指标编号”“指标任务”“已完成”“完成情况”等列标题。"
+            "请使用下发的模板填报，或在表格上方保留列标题行。",
+            "no-header",
+        )
+    sheet, layout = chosen
+    result.sheet = sheet.name
+    _fill_split_header(sheet, layout)
+    file_unit = _file_unit(book, layout, file_name, index, result)
+    if result.rejected:
+        return result
+    for dup_field, cols in layout.duplicated:
+        if dup_field in ("completed", "code", "indicator", "rate"):
+            names = "、".join(cell_address(layout.header_rows[-1] + 1, c) for c in cols)
+            return result.reject(
+                f"表头重复：{names} 都是“{_header_text(sheet, layout, cols[0])}”列，无法确定用哪一列。"
+                "请删除多余的列后重新发送。",
+                "duplicate-header",
+                f"{sheet.name}!{cell_address(layout.header_rows[-1] + 1, cols[0])}",
+            )
+    _collect_rows(sheet, layout, file_unit, index, result)
+    if not result.rows and not result.rejected:
+        result.reject(
+            f"工作表“{sheet.name}”中没有可以对应到任务清单的数据行。请检查指标编号或指标名称是否与下发的模板一致。",
+            "no-rows",
+            sheet.name,
+        )
+    return result
+
+
+def _choose_sheet(book: RawBook, aliases, result: FileReturn) -> tuple[RawSheet, Layout] | None:
+    best = None
+    for position, sheet in enumerate(book.sheets):
+        if sheet.hidden:
+            if find_layout(sheet, aliases):
+                result.notes.append(f"跳过隐藏工作表“{sheet.name}”")
+            continue
+        layout = find_layout(sheet, aliases)
+        if layout and (best is None or layout.score > best[1].score):
+            best = (sheet, layout)
+            if position:
+                result.notes.append(f"数据不在第一个工作表，读取了工作表“{sheet.name}”")
+    if best and best[0].truncated:
+        result.issues.append(
+            Issue(result.file, "", best[0].name, WARNING, "too-many-rows",
+                  "工作表行数超过上限，只读取了前面的行。请删除多余的行后重新发送。")
+        )  # fmt: skip
+    return best
+
+
+def _fill_split_header(sheet: RawSheet, layout: Layout) -> None:
+    """项目名称及指标任务 over two columns without a merge (CSV): the blank-headed column after it."""
+    columns = layout.columns
+    if "project" in columns or "indicator" not in columns:
+        return
+    col = columns["indicator"]
+    header_blank = all(
+        col + 1 >= len(sheet.rows[r]) or sheet.rows[r][col + 1] is None for r in layout.header_rows
+    )
+    used = set(columns.values())
+    data = [row[col + 1] for row in sheet.rows[layout.first_data_row :] if col + 1 < len(row)]
+    if header_blank and col + 1 not in used and any(value is not None for value in data):
+        columns["project"] = col
+        columns["indicator"] = col + 1
+
+
+def _file_unit(book, layout, file_name, index, result) -> str:
+    """The unit, from template metadata, a 填报单位 cell, a unit column, or the file name."""
+    candidates = [
+        (book.meta.get("unit", ""), "模板"),
+        (layout.unit_text, f"{result.sheet}!{layout.unit_cell}"),
+    ]
+    for text, where in candidates:
+        if text:
+            unit = index.match_unit(text)
+            if unit:
+                result.unit = unit
+                return unit
+            result.reject(
+                f"填报单位“{text}”不在任务清单的单位中（{where}）。请写明任务清单中的单位名称，"
+                f"例如“{index.units[0]}”。",
+                "unknown-unit",
+                where if "!" in where else "",
+            )
+            return ""
+    if "unit" in layout.columns:
+        return ""  # per row
+    stem = file_name.rsplit(".", 1)[0]
+    unit = index.match_unit(stem) or index.match_unit(_FILENAME_NOISE.sub("", fold(stem)))
+    if unit:
+        result.unit = unit
+        return unit
+    result.reject(
+        "无法确定填报单位：文件名和表格中都没有写明单位。请把文件命名为单位名称（例如“"
+        f"{index.units[0]}.xlsx”），或在表头上方填写“填报单位：{index.units[0]}”。",
+        "unknown-unit",
+    )
+    return ""
+
+
+def _collect_rows(sheet: RawSheet, layout: Layout, file_unit: str, index: TaskIndex, result: FileReturn):
+    columns = layout.columns
+    fill = _fill_down_values(sheet, layout)
+    header_keys = {text_key(sheet.rows[r][c]) for r in layout.header_rows for c in columns.values()
+                   if c < len(sheet.rows[r])}  # fmt: skip
+    seen_units = set()
+    for r in range(layout.first_data_row, len(sheet.rows)):
+        row = sheet.rows[r]
+
+        def value(name, _row=row, _r=r):
+            col = columns.get(name)
+            if col is None:
+                return None
+            cell = _row[col] if col < len(_row) else None
+            if cell is None and name in _FILL_DOWN:
+                cell = fill.get((_r, col))
+            return cell
+
+        present = [v for v in row if v is not None and clean_text(v)]
+        if not present:
+            continue
+        first = fold(clean_text(present[0])).replace(" ", "")
+        if _NOTE.match(first) or (len(present) == 1 and not _has_key(value) and len(first) > 20):
+            continue
+        if _SUBTOTAL.match(text_key(value("code")) or text_key(value("seq")) or text_key(value("indicator"))):
+            continue
+        if {text_key(v) for v in present} <= header_keys:
+            continue  # the header repeated (printed page breaks)
+        if r + 1 in sheet.hidden_rows:
+            result.issues.append(
+                Issue(result.file, file_unit, f"{sheet.name}!A{r + 1}", WARNING, "hidden-row",
+                      f"第{r + 1}行是隐藏行但有内容，已按正常数据读取。请确认该行是否应当填报。")
+            )  # fmt: skip
+        unit = file_unit
+        if not unit:
+            unit_text = clean_text(value("unit"))
+            unit = index.match_unit(unit_text) or unit_text
+            seen_units.add(unit)
+        lead_units = clean_text(value("lead_units"))
+        for record in _row_records(sheet, layout, r, value, unit, index, lead_units, result):
+            result.rows.append(record)
+    if not file_unit and len(seen_units) == 1:
+        result.unit = next(iter(seen_units))
+
+
+def _has_key(value) -> bool:
+    return any(clean_text(value(name)) for name in ("code", "completed", "rate"))
+
+
+def _row_records(sheet, layout, r, value, unit, index, lead_units, result):
+    """One data row → one record per task it reports on (usually one)."""
+    columns = layout.columns
+    row_number = r + 1
+
+    def where(name):
+        col = columns.get(name)
+        return cell_address(row_number, col) if col is not None else ""
+
+    code = fold(clean_text(value("code"))).replace(" ", "")
+    indicator_text = clean_text(value("indicator")) or clean_text(value("project"))
+    narrative = clean_text(value("narrative"))
+    if not code and not indicator_text:
+        return []
+    if code:
+        tasks = [t for t in index.by_unit.get(unit, []) if t["code"] == code] or [
+            {"code": code, "indicator": indicator_text, "target": None, "measure": "", "kind": "数量"}
+        ]
+    else:
+        tasks = _match_by_text(indicator_text, clean_text(value("project")), index.by_unit.get(unit, []))
+        if not tasks:
+            if lead_units and unit not in split_names(lead_units):
+                return []  # another unit's row in a returned copy of the whole table
+            if narrative or clean_text(value("completed")):
+                result.issues.append(
+                    Issue(result.file, unit, f"{sheet.name}!{where('indicator') or where('project')}", WARNING,
+                          "unmatched-row",
+                          f"第{row_number}行“{indicator_text[:30]}”与本单位在任务清单中的指标都对不上，已忽略。"
+                          "请核对指标名称，或填写指标编号。")
+                )  # fmt: skip
+            return []
+    parts = (
+        split_for_indicators(narrative, [t["indicator"] for t in tasks]) if len(tasks) > 1 else [narrative]
+    )
+    # When the narrative could not be split, its numbers belong to the row's first (headline)
+    # indicator only: "培训1200人次，其中创业培训300人次 … 已完成615人次" says nothing of the 300.
+    unsplit = len(tasks) > 1 and len(set(parts)) == 1
+    records = []
+    for position, (task, part) in enumerate(zip(tasks, parts, strict=True)):
+        own_numbers = not (unsplit and position > 0)
+        records.append(
+            _record(sheet, r, value, where, unit, task, part or narrative, code, indicator_text, result, own_numbers)
+        )
+    return records
+
+
+def _match_by_text(indicator_text: str, project_text: str, tasks: list[dict]) -> list[dict]:
+    """Tasks a row's text names.
+
+    Equal after folding wins; otherwise every task whose text (nearly) all appears in the row
+    (a row that covers two indicators: "上线服务事项700项,其中“一网通办”事项达到50项"); otherwise
+    the one task that contains (nearly) all of the row's text (an abbreviated row).
+    """
+    key = text_key(indicator_text)
+    if not key:
+        return []
+    exact = [t for t in tasks if key == t["indicator_key"]]
+    if exact:
+        return exact
+    by_project = [t for t in tasks if key == t["project_key"]]
+    if len(by_project) == 1:
+        return by_project
+    row_grams = _bigrams(key)
+    covered = [t for t in tasks if len(t["indicator_key"]) >= 4 and _coverage(t["indicator_key"], row_grams) >= 0.85]
+    if covered:
+        return covered
+    if by_project:
+        return by_project
+    scored = [(_coverage(key, _bigrams(t["indicator_key"])), t) for t in tasks]
+    scored = [(score, t) for score, t in scored if score >= 0.85 and len(key) >= 6]
+    if scored:
+        best = max(score for score, _ in scored)
+        winners = [t for score, t in scored if score == best]
+        return winners if len(winners) == 1 else []
+    project_key = text_key(project_text)
+    return [t for t in tasks if project_key and key == project_key == t["project_key"]]
+
+
+def _bigrams(key: str) -> set[str]:
+    return {key[i : i + 2] for i in range(len(key) - 1)} or {key}
+
+
+def _coverage(key: str, grams: set[str]) -> float:
+    """Share of ``key``'s character pairs found in ``grams``."""
+    own = _bigrams(key)
+    return len(own & grams) / len(own)
+
+
+def _record(sheet, r, value, where, unit, task, narrative, code, indicator_text, result, own_numbers=True) -> dict:
+    completed_cell = value("completed")
+    completed_raw, completed, source = _number_cell(completed_cell)
+    if completed is not None:
+        source = "填报"
+    rate_raw, rate = _rate_cell(value("rate"))
+    rank, rank_of = parse_rank(clean_text(value("rank"))) if clean_text(value("rank")) else (None, None)
+    target_raw, target, _ = _number_cell(value("target"))
+    stage = clean_text(value("stage"))
+    if narrative:
+        facts = extract_facts(narrative, target=task["target"], measure=task["measure"], indicator=task["indicator"])
+        if completed is None and not completed_raw and task["kind"] == "数量":
+            if facts.full and task["target"] is not None:
+                completed, source = task["target"], "文本提取"
+            elif not own_numbers:
+                if facts.completed is not None or facts.reported_rate is not None:
+                    result.issues.append(
+                        Issue(result.file, unit, f"{sheet.name}!{where('narrative')}", WARNING, "ambiguous-narrative",
+                              f"{where('narrative')}：这一行含多个指标，完成情况中的数字无法确定是否属于指标 "
+                              f"{task['code']}（{task['indicator']}），请分行填写该指标的完成数。")
+                    )  # fmt: skip
+                facts = NarrativeFacts(None, None, False, None, None, None, None, None)
+            elif facts.completed is not None:
+                completed, source = facts.completed, "文本提取"
+            elif facts.stage in ("未开工", "前期工作") and not facts.ambiguous:
+                completed, source = 0.0, "文本提取"  # nothing built yet: zero done, stated in words
+            elif facts.ambiguous:
+                result.issues.append(
+                    Issue(result.file, unit, f"{sheet.name}!{where('narrative')}", WARNING, "ambiguous-narrative",
+                          f"{where('narrative')}：{facts.ambiguous}")
+                )  # fmt: skip
+        if rate is None and not rate_raw and facts.reported_rate is not None:
+            rate = facts.reported_rate
+        if rank is None and facts.reported_rank is not None:
+            rank, rank_of = facts.reported_rank, facts.reported_rank_of
+        if not stage and facts.stage:
+            stage = facts.stage
+    return {
+        "file": result.file,
+        "sheet": sheet.name,
+        "row": r + 1,
+        "unit": unit,
+        "period": result.period,
+        "code": task["code"] if task.get("code") else code,
+        "indicator_text": indicator_text,
+        "completed": completed,
+        "completed_raw": completed_raw if completed is None else "",
+        "completed_source": source if completed is not None else "",
+        "target_reported": target,
+        "target_raw": target_raw if target is None else "",
+        "reported_rate": rate,
+        "rate_raw": rate_raw if rate is None else "",
+        "reported_rank": rank,
+        "reported_rank_of": rank_of,
+        "stage": stage,
+        "narrative": narrative,
+        "remarks": clean_text(value("remarks")),
+        "cell_code": where("code") or where("indicator"),
+        "cell_completed": where("completed"),
+        "cell_target": where("target"),
+        "cell_rate": where("rate"),
+        "cell_narrative": where("narrative"),
+    }
+
+
+def _number_cell(cell) -> tuple[str, float | None, str]:
+    """(what was typed when it is not a number, the number, "") for one numeric cell."""
+    if isinstance(cell, CellError):
+        return str(cell), None, ""
+    parsed = parse_number(cell)
+    if not parsed.ok:
+        return clean_text(cell), None, ""
+    return "", parsed.value, ""
+
+
+def _rate_cell(cell) -> tuple[str, float | None]:
+    if isinstance(cell, CellError):
+        return str(cell), None
+    parsed = parse_rate(cell)
+    if not parsed.ok:
+        return clean_text(cell), None
+    return "", parsed.value
+
+
+def _fill_down_values(sheet: RawSheet, layout: Layout) -> dict[tuple[int, int], object]:
+    """Merged cells in the fill-down columns → their top-left value for every covered cell."""
+    cols = {layout.columns[name] for name in _FILL_DOWN if name in layout.columns}
+    values = {}
+    for r0, c0, r1, _c1 in sheet.merged:
+        if c0 not in cols or r1 < layout.first_data_row:
+            continue
+        top = sheet.rows[r0][c0] if r0 < len(sheet.rows) and c0 < len(sheet.rows[r0]) else None
+        for rr in range(max(r0, layout.first_data_row), r1 + 1):
+            values[(rr, c0)] = top
+    return values
+
+
+def _header_text(sheet: RawSheet, layout: Layout, col: int) -> str:
+    for r in reversed(layout.header_rows):
+        if col < len(sheet.rows[r]) and sheet.rows[r][col] is not None:
+            return clean_text(sheet.rows[r][col])
+    return ""
+
+
+def frame_from_returns(returns: list[FileReturn]) -> pd.DataFrame:
+    """All returned rows of a run as one frame (validated once, not per file)."""
+    from schemas import RETURN_COLUMNS
+
+    records = [row for ret in returns if not ret.rejected for row in ret.rows]
+    frame = pd.DataFrame.from_records(records, columns=RETURN_COLUMNS)
+    for column in ("completed", "target_reported", "reported_rate", "reported_rank", "reported_rank_of"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    frame["row"] = frame["row"].astype("int64")
+    return frame

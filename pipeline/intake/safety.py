@@ -1,0 +1,700 @@
+"""Decide, before any parser touches a file, what it is and whether it is safe to parse.
+
+Nothing here trusts the extension or the sizes a zip declares. Measured: no reader (calamine,
+openpyxl, pandas) limits decompression; a 1 MB file inflating to 1 GB is read whole at 3.1 GB RSS.
+So an .xlsx/.ods is checked here first: the central directory against the local headers, every
+part inflated in chunks while counting bytes, the CRC of each part, and every part scanned (not
+parsed) for ``<!DOCTYPE`` / ``<!ENTITY`` (billion laughs, external entities). Problems that only a
+parser can reveal (a sheet whose dimension makes calamine allocate 550 GB) are contained by
+``pipeline.intake.isolate`` instead.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import re
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import LimitsConfig
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+
+SPREADSHEET_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xls", ".ods", ".csv", ".et"})
+# Names a browser, mail client or copy tool gives a file it is still writing.
+IN_PROGRESS_SUFFIXES = frozenset({".part", ".tmp", ".crdownload", ".download"})
+
+# Structural caps that no real workbook comes near (Excel writes tens of parts, not thousands).
+MAX_ZIP_ENTRIES = 10_000
+MAX_CENTRAL_DIRECTORY = 16 * MB
+# Below this much inflated data the ratio check is pointless (no reader is hurt by 1 MB), and tiny
+# workbooks of repetitive XML can legitimately compress very well.
+RATIO_FLOOR_BYTES = 1 * MB
+# Small parts read whole to classify the package ([Content_Types].xml, mimetype, manifest).
+MAX_CLASSIFY_PART = 4 * MB
+
+READ_CHUNK = 256 * 1024
+INFLATE_CHUNK = 1 * MB
+TEXT_SAMPLE = 64 * 1024
+
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+ZIP_MAGIC = b"PK\x03\x04"
+ZIP_EMPTY_MAGIC = b"PK\x05\x06"
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+_EOCD = struct.Struct("<4sHHHHIIH")
+_ZIP64_SENTINEL = 0xFFFFFFFF
+_FLAG_ENCRYPTED = 0x1
+_FLAG_DATA_DESCRIPTOR = 0x8
+
+# What an XML parser would act on. XML is case-sensitive, so "<!doctype" is not a declaration.
+# The UTF-16 forms (without the trailing NUL) match both little- and big-endian parts.
+_DANGEROUS_XML = {
+    needle: label
+    for label in ("<!DOCTYPE", "<!ENTITY")
+    for needle in (label.encode("ascii"), label.encode("utf-16-le")[:-1])
+}
+_SCAN_OVERLAP = max(len(needle) for needle in _DANGEROUS_XML) - 1
+_XML_HEAD = 512  # enough for a BOM and the XML declaration
+# An XML declaration may name an encoding in which the needles above look different.
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)["']""")
+_SAFE_XML_ENCODINGS = frozenset(
+    {
+        "utf-8",
+        "utf8",
+        "utf-16",
+        "utf-16le",
+        "utf-16be",
+        "us-ascii",
+        "ascii",
+        "iso-8859-1",
+        "latin-1",
+        "latin1",
+        "windows-1252",
+        "cp1252",
+        "gb2312",
+        "gbk",
+        "gb18030",
+        "cp936",
+    }
+)
+
+SPREADSHEET_CONTENT_TYPES = (
+    "spreadsheetml.sheet.main+xml",
+    "spreadsheetml.template.main+xml",
+    "ms-excel.sheet.macroenabled.main+xml",
+    "ms-excel.template.macroenabled.main+xml",
+)
+XLSB_CONTENT_TYPE = "ms-excel.sheet.binary.macroenabled.main"
+ODS_MIMETYPE = "application/vnd.oasis.opendocument.spreadsheet"
+XML2003_NAMESPACE = "urn:schemas-microsoft-com:office:spreadsheet"
+
+_TEXT_CONTROL = frozenset(chr(code) for code in range(32)) - set("\t\n\r\f\v")
+
+MESSAGES = {
+    "empty": "文件是空的（0 字节），请重新导出或保存后再发送。",
+    "truncated": "文件不完整（可能没有下载或复制完），请重新发送完整的文件。",
+    "corrupt": "文件已损坏，无法打开，请用 Excel 或 WPS 打开后重新保存，再发送。",
+    "encrypted": "文件已加密（设有打开密码），请发送未加密的副本。",
+    "protected": "文件设有保护密码（修改密码或工作簿保护），无法读取；请取消保护后另存一份再发送。",
+    "unreadable": "无法读取文件（权限不足或正被其他程序占用），请关闭占用它的程序后重新运行。",
+    "not-a-spreadsheet": "无法识别的文件格式（不是 Excel、WPS 或 CSV 表格），请用 Excel 或 WPS 打开后另存为 .xlsx 再发送。",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a file is (``kind``) or why it is refused (``problem`` and ``code``)."""
+
+    kind: str | None  # "xlsx" (also xlsm), "xls", "ods", "csv", "html", "xml2003"; None = refused
+    problem: str | None  # Chinese, without the file name (the caller adds it)
+    code: str | None  # "empty", "truncated", "corrupt", "zip-bomb", "xml-entity", "encrypted",
+    # "not-a-spreadsheet", "too-large", "unreadable"
+    encoding: str | None = None  # csv/html: "utf-8-sig", "utf-8", "gb18030" (or "utf-16" with BOM)
+
+    @property
+    def ok(self) -> bool:
+        return self.kind is not None
+
+
+class _Refused(Exception):
+    """Internal: stop inspecting and return this verdict."""
+
+    def __init__(self, code: str, problem: str | None = None):
+        super().__init__(code)
+        self.verdict = Verdict(None, problem or MESSAGES[code], code)
+
+
+def _accept(kind: str, encoding: str | None = None) -> Verdict:
+    return Verdict(kind, None, None, encoding)
+
+
+def _mb(size: float) -> str:
+    return f"{size / MB:.0f} MB" if size >= 10 * MB else f"{size / MB:.1f} MB"
+
+
+# ----------------------------------------------------------------------------------------------
+# Discovery helpers
+
+
+def should_skip(path: Path) -> str | None:
+    """The reason to ignore a file silently (it is logged, not reported as an error), or None.
+
+    A spreadsheet still being downloaded ("表.xlsx.crdownload") is not skipped: ``is_settling``
+    tells the caller to come back for it later.
+    """
+    name = Path(path).name
+    if name.startswith("~$"):
+        return "Excel/WPS 打开文件时生成的临时锁文件"
+    if name.startswith("."):
+        return "隐藏文件"
+    suffix = Path(name).suffix.lower()
+    if suffix in IN_PROGRESS_SUFFIXES and Path(Path(name).stem).suffix.lower() in SPREADSHEET_SUFFIXES:
+        return None
+    if suffix not in SPREADSHEET_SUFFIXES:
+        return f"不是表格文件（{suffix or '无扩展名'}）"
+    return None
+
+
+def is_settling(path: Path, now: float, settle_seconds: float) -> bool:
+    """True while the file may still be being copied or downloaded: come back later.
+
+    Judged by a download-in-progress name, or a modification time within ``settle_seconds`` of
+    ``now`` (in either direction: a clock a little ahead must not make a file look settled, and a
+    file stamped far in the future must not wait forever). A copy tool that stamps the source's
+    old mtime at the start of the copy (rare; ``cp -p`` and robocopy stamp it at the end) defeats
+    the time test; the parser then sees a truncated file, which is refused and read next run.
+    """
+    path = Path(path)
+    if path.suffix.lower() in IN_PROGRESS_SUFFIXES:
+        return True
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return True  # vanished or being replaced right now
+    return abs(now - mtime) < settle_seconds
+
+
+# ----------------------------------------------------------------------------------------------
+# Text encodings
+
+
+def detect_text_encoding(data: bytes) -> str:
+    """ "utf-8-sig", "utf-8" or "gb18030", by trying to decode (never by extension).
+
+    ``data`` may be a prefix of the file: a character cut off at the end is tolerated. Text that
+    is neither UTF-8 nor GB18030 gets "gb18030" (the reader decodes with replacement characters).
+    A UTF-16 byte-order mark gives "utf-16" (Excel's "Unicode 文本" and some web exports).
+    """
+    return _detect_encoding([data]) or "gb18030"
+
+
+def _detect_encoding(chunks: Iterable[bytes]) -> str | None:
+    """One pass over the chunks, both candidate decoders at once; None when neither decodes."""
+    chunks = iter(chunks)
+    first = next(chunks, b"")
+    if first.startswith(codecs.BOM_UTF8):
+        candidates = ["utf-8-sig"]
+    elif first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        candidates = ["utf-16"]
+    else:
+        candidates = ["utf-8", "gb18030"]
+    decoders = {name: codecs.getincrementaldecoder(name)() for name in candidates}
+    for chunk in _chain_first(first, chunks):
+        for name in list(decoders):
+            try:
+                decoders[name].decode(chunk, final=False)
+            except UnicodeDecodeError:
+                del decoders[name]
+        if not decoders:
+            return None
+    return next(name for name in candidates if name in decoders)
+
+
+def _chain_first(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+# ----------------------------------------------------------------------------------------------
+# The verdict
+
+
+def inspect_file(path: Path, limits: LimitsConfig) -> Verdict:
+    """Sniff the first bytes and check the structure; never raises for a bad or hostile file.
+
+    Reads the file (and inflates a zip) in bounded chunks: memory stays at a few MB whatever the
+    file claims or contains.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise _Refused("empty")
+        if size > limits.max_total_mb * MB:
+            raise _Refused(
+                "too-large",
+                f"文件过大（{_mb(size)}，上限 {limits.max_total_mb:g} MB），"
+                "请删除多余的工作表、行或图片后重新保存，再发送。",
+            )
+        with path.open("rb") as handle:
+            head = handle.read(TEXT_SAMPLE)
+            if head.startswith(ZIP_MAGIC):
+                return _inspect_zip(handle, size, limits)
+            if head.startswith(ZIP_EMPTY_MAGIC):
+                raise _Refused("not-a-spreadsheet")
+            if head.startswith(OLE_MAGIC):
+                return _inspect_ole(handle, size)
+            return _inspect_text(handle, head)
+    except _Refused as refused:
+        return refused.verdict
+    except OSError:
+        return _Refused("unreadable").verdict
+    except Exception:
+        # A container shaped in a way no check above foresaw: refuse the file, keep the run going,
+        # and leave the traceback in the log so the check can be added.
+        log.exception("inspect_file: unexpected failure on %s", path)
+        return _Refused("corrupt").verdict
+
+
+# ---- zip: xlsx, xlsm, ods
+
+
+@dataclass
+class _Entry:
+    info: zipfile.ZipInfo
+    data_start: int
+    data_end: int
+
+
+def _inspect_zip(handle, size: int, limits: LimitsConfig) -> Verdict:
+    _check_end_record(handle, size)
+    try:
+        archive = zipfile.ZipFile(handle)
+        infos = archive.infolist()
+        start_dir = getattr(archive, "start_dir", size)
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        ValueError,
+        struct.error,
+        EOFError,
+        NotImplementedError,
+        UnicodeDecodeError,
+        OverflowError,
+    ):
+        raise _Refused("corrupt") from None
+    if len(infos) > MAX_ZIP_ENTRIES:
+        raise _bomb(f"内部部件多达 {len(infos)} 个")
+    entries = _check_local_headers(handle, infos, size, start_dir)
+    kind = _classify_package(handle, entries, limits)
+    _check_declared_sizes(infos, limits)
+    _inflate_all(handle, entries, limits)
+    return _accept(kind)
+
+
+def _check_end_record(handle, size: int) -> None:
+    """Cheap look at the end-of-central-directory record before zipfile builds its index."""
+    tail_size = min(size, 65_536 + _EOCD.size)
+    handle.seek(size - tail_size)
+    tail = handle.read(tail_size)
+    at = tail.rfind(ZIP_EMPTY_MAGIC)
+    if at < 0 or at + _EOCD.size > len(tail):
+        # A zip always ends with this record: the file stops short (half-downloaded).
+        raise _Refused("truncated")
+    _, _, _, _, entries, cd_size, cd_offset, _ = _EOCD.unpack_from(tail, at)
+    if entries != 0xFFFF and entries > MAX_ZIP_ENTRIES:
+        raise _bomb(f"内部部件多达 {entries} 个")
+    if cd_size != _ZIP64_SENTINEL and cd_size > MAX_CENTRAL_DIRECTORY:
+        raise _bomb("内部目录异常庞大")
+    if cd_offset != _ZIP64_SENTINEL and cd_size != _ZIP64_SENTINEL and cd_offset + cd_size > size:
+        raise _Refused("truncated")
+
+
+def _check_local_headers(handle, infos, size: int, start_dir: int) -> list[_Entry]:
+    """Each local header must agree with the central directory, and no two entries may overlap
+    (overlapping entries are how a 46 MB zip expands to 4.5 PB)."""
+    seen: set[str] = set()
+    entries = []
+    for info in infos:
+        name = info.filename
+        if name in seen:
+            raise _malformed(f"{name} 出现了两次")
+        seen.add(name)
+        if info.flag_bits & _FLAG_ENCRYPTED:
+            raise _Refused("encrypted")
+        handle.seek(info.header_offset)
+        raw = handle.read(_LOCAL_HEADER.size)
+        if len(raw) < _LOCAL_HEADER.size:
+            raise _Refused("truncated")
+        (
+            signature,
+            _version,
+            flags,
+            method,
+            _time,
+            _date,
+            crc,
+            compressed,
+            uncompressed,
+            name_len,
+            extra_len,
+        ) = _LOCAL_HEADER.unpack(raw)
+        if signature != ZIP_MAGIC:
+            raise _malformed(f"{name} 的记录位置不对")
+        local_name = handle.read(name_len)
+        encoding = "utf-8" if flags & 0x800 else "cp437"
+        if local_name.decode(encoding, "replace") != info.orig_filename or method != info.compress_type:
+            raise _malformed(f"{name} 的记录前后不一致")
+        # With a data descriptor the local header may leave CRC and sizes at zero; ZIP64 puts
+        # 0xFFFFFFFF there and the real sizes in the extra field.
+        deferred = bool(flags & _FLAG_DATA_DESCRIPTOR)
+        if not (deferred and crc == 0) and crc != info.CRC:
+            raise _malformed(f"{name} 的记录前后不一致")
+        for local, central in (
+            (compressed, info.compress_size),
+            (uncompressed, info.file_size),
+        ):
+            if local == _ZIP64_SENTINEL or (deferred and local == 0):
+                continue
+            if local != central:
+                raise _malformed(f"{name} 的记录前后不一致")
+        data_start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+        entries.append(_Entry(info, data_start, data_start + info.compress_size))
+    entries.sort(key=lambda entry: entry.info.header_offset)
+    end_of_data = min(size, start_dir)
+    previous_end = 0
+    for entry in entries:
+        if entry.info.header_offset < previous_end:
+            raise _bomb(f"{entry.info.filename} 与其他部件重叠")
+        previous_end = entry.data_end
+    if previous_end > end_of_data:
+        raise _Refused("truncated" if previous_end > size else "corrupt")
+    return entries
+
+
+def _check_declared_sizes(infos, limits: LimitsConfig) -> None:
+    """The sizes the directory declares: cheap, and enough for an honest bomb."""
+    max_part = limits.max_part_mb * MB
+    total = compressed = 0
+    for info in infos:
+        if info.file_size > max_part:
+            raise _bomb(f"{info.filename} 解压后 {_mb(info.file_size)}，超过上限 {limits.max_part_mb:g} MB")
+        total += info.file_size
+        compressed += info.compress_size
+    _check_totals(total, compressed, limits)
+
+
+def _check_totals(total: int, compressed: int, limits: LimitsConfig, part: str = "") -> None:
+    if total > limits.max_total_mb * MB:
+        raise _bomb(f"解压后总大小超过 {limits.max_total_mb:g} MB")
+    if total > RATIO_FLOOR_BYTES and total > limits.max_ratio * max(compressed, 1):
+        where = f"{part} 处" if part else ""
+        raise _bomb(f"{where}压缩比超过 {limits.max_ratio:g} 倍")
+
+
+def _classify_package(handle, entries: list[_Entry], limits: LimitsConfig) -> str:
+    by_name = {entry.info.filename: entry for entry in entries}
+    if "mimetype" in by_name:
+        mimetype = _read_small(handle, by_name["mimetype"], limits).decode("ascii", "replace").strip()
+        if mimetype.startswith(ODS_MIMETYPE):
+            manifest = by_name.get("META-INF/manifest.xml")
+            if manifest and b"encryption-data" in _read_small(handle, manifest, limits):
+                raise _Refused("encrypted")
+            return "ods"
+        if mimetype.startswith("application/vnd.oasis.opendocument.text"):
+            raise _not_spreadsheet("Writer 文字文档")
+        if mimetype.startswith("application/vnd.oasis.opendocument"):
+            raise _not_spreadsheet("OpenDocument 文档")
+    if "[Content_Types].xml" in by_name:
+        types = _read_small(handle, by_name["[Content_Types].xml"], limits).decode("utf-8", "replace").lower()
+        if any(content_type in types for content_type in SPREADSHEET_CONTENT_TYPES):
+            return "xlsx"
+        if XLSB_CONTENT_TYPE in types:
+            raise _Refused(
+                "not-a-spreadsheet",
+                "这是 .xlsb 二进制工作簿，暂不支持；请在 Excel 中另存为 .xlsx 后发送。",
+            )
+        if "wordprocessingml" in types:
+            raise _not_spreadsheet("Word 文档")
+        if "presentationml" in types:
+            raise _not_spreadsheet("PowerPoint 演示文稿")
+        if "xl/workbook.xml" in by_name:
+            return "xlsx"  # a sloppy writer's content types, but the workbook is there
+        raise _Refused("not-a-spreadsheet")
+    raise _Refused(
+        "not-a-spreadsheet",
+        "这是一个压缩包，不是表格；请解压后发送其中的表格文件（.xlsx）。",
+    )
+
+
+def _read_small(handle, entry: _Entry, limits: LimitsConfig) -> bytes:
+    if entry.info.file_size > MAX_CLASSIFY_PART:
+        raise _bomb(f"{entry.info.filename} 解压后 {_mb(entry.info.file_size)}")
+    return b"".join(_inflate(handle, entry, min(limits.max_part_mb * MB, MAX_CLASSIFY_PART)))
+
+
+def _inflate_all(handle, entries: list[_Entry], limits: LimitsConfig) -> None:
+    """Inflate every part, counting what comes out (the declared sizes may lie), checking its CRC
+    and scanning it for DTD declarations. Nothing is kept."""
+    total_compressed = sum(entry.info.compress_size for entry in entries)
+    total = 0
+    for entry in entries:
+        name = entry.info.filename
+        crc = 0
+        produced = 0
+        head = b""
+        carry = b""
+        for chunk in _inflate(handle, entry, limits.max_part_mb * MB):
+            produced += len(chunk)
+            total += len(chunk)
+            _check_totals(total, total_compressed, limits, name)
+            crc = zlib.crc32(chunk, crc)
+            if len(head) < _XML_HEAD:
+                head += chunk[:_XML_HEAD]
+                if len(head) >= _XML_HEAD:
+                    _check_xml_encoding(name, head)
+            _scan_for_dtd(name, carry, chunk)
+            carry = chunk[-_SCAN_OVERLAP:]
+        if len(head) < _XML_HEAD:
+            _check_xml_encoding(name, head)
+        if crc != entry.info.CRC or produced != entry.info.file_size:
+            raise _damaged(name)
+
+
+def _scan_for_dtd(where: str, carry: bytes, chunk: bytes) -> None:
+    """Look for a DTD declaration in ``chunk``, or straddling it and the previous chunk's tail.
+
+    Scanned, not parsed: a parser is exactly what must not see it."""
+    straddle = carry + chunk[:_SCAN_OVERLAP]
+    for needle, label in _DANGEROUS_XML.items():
+        if needle in chunk or needle in straddle:
+            raise _Refused(
+                "xml-entity",
+                f"文件含有不安全的 XML 声明（{where}中的 {label}），"
+                "疑似恶意构造，已拒绝读取；请用 Excel 或 WPS 重新保存后发送。",
+            )
+
+
+def _inflate(handle, entry: _Entry, part_cap: float) -> Iterator[bytes]:
+    """Yield the part's inflated bytes in bounded chunks, stopping as soon as it outgrows the
+    cap: the headers are the attacker's, the count is ours. A part that outgrows only its
+    declared size is left to the caller's size and CRC check: one flipped bit does that too, and
+    "damaged, save it again" is then the right thing to tell the user."""
+    info = entry.info
+    name = info.filename
+    if info.compress_type == zipfile.ZIP_STORED:
+        inflater = None
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    else:
+        raise _malformed(f"{name} 使用了不支持的压缩方式")
+    produced = 0
+
+    def counted(chunk: bytes) -> bytes:
+        nonlocal produced
+        produced += len(chunk)
+        if produced > part_cap:
+            raise _bomb(f"{name} 解压后超过 {part_cap / MB:g} MB")
+        return chunk
+
+    handle.seek(entry.data_start)
+    remaining = info.compress_size
+    if remaining == 0:
+        return  # a directory entry, or an empty part (a size mismatch is caught by the caller)
+    try:
+        while remaining:
+            data = handle.read(min(READ_CHUNK, remaining))
+            if not data:
+                raise _Refused("truncated")
+            remaining -= len(data)
+            if inflater is None:
+                yield counted(data)
+                continue
+            while data:
+                out = inflater.decompress(data, INFLATE_CHUNK)
+                data = inflater.unconsumed_tail
+                if out:
+                    yield counted(out)
+                if inflater.eof:
+                    break
+            if inflater.eof:
+                break
+        if inflater is not None:
+            # Output zlib still holds once every input byte is in (bounded, one chunk at a time).
+            while not inflater.eof:
+                out = inflater.decompress(b"", INFLATE_CHUNK)
+                if not out:
+                    break
+                yield counted(out)
+            if not inflater.eof:
+                raise _damaged(name)
+    except zlib.error:
+        raise _damaged(name) from None
+
+
+def _check_xml_encoding(name: str, head: bytes) -> None:
+    """Refuse XML in an encoding where the DTD scan could not see "<!DOCTYPE" (UTF-7, EBCDIC,
+    UTF-32). Binary parts (images, vbaProject.bin) do not start with an XML declaration."""
+    if head.startswith(
+        (
+            b"\x00\x00\xfe\xff",
+            b"\xff\xfe\x00\x00",
+            b"\x00\x00\x00<",
+            b"<\x00\x00\x00",
+            b"\x4c\x6f\xa7\x94",
+        )
+    ):
+        raise _Refused(
+            "xml-entity",
+            f"文件含有不支持的 XML 编码（{name}），已拒绝读取；请用 Excel 或 WPS 重新保存后发送。",
+        )
+    match = _XML_ENCODING.match(head[:512].removeprefix(codecs.BOM_UTF8))
+    if match and match.group(1).decode("ascii").lower() not in _SAFE_XML_ENCODINGS:
+        raise _Refused(
+            "xml-entity",
+            f"文件含有不支持的 XML 编码（{name}），已拒绝读取；请用 Excel 或 WPS 重新保存后发送。",
+        )
+
+
+def _bomb(detail: str) -> _Refused:
+    return _Refused(
+        "zip-bomb",
+        f"文件疑似恶意构造的压缩包（{detail}），已拒绝读取；如确为正常表格，请删除多余的内容后重新保存，再发送。",
+    )
+
+
+def _malformed(detail: str) -> _Refused:
+    return _Refused(
+        "corrupt",
+        f"文件结构异常（{detail}），请用 Excel 或 WPS 打开后重新保存，再发送。",
+    )
+
+
+def _damaged(part: str) -> _Refused:
+    """A part that fails to inflate, or inflates to other bytes than were written."""
+    return _Refused("corrupt", f"文件已损坏（{part} 校验失败），请重新保存后发送。")
+
+
+def _not_spreadsheet(what: str) -> _Refused:
+    return _Refused(
+        "not-a-spreadsheet",
+        f"这不是表格文件（看起来是 {what}），请发送 Excel 表格（.xlsx）。",
+    )
+
+
+# ---- OLE2: xls (BIFF), WPS .et, or an encrypted OOXML package
+
+
+def _inspect_ole(handle, size: int) -> Verdict:
+    import msoffcrypto
+    import olefile
+
+    if size < olefile.MINIMAL_OLEFILE_SIZE:
+        raise _Refused("truncated")
+    handle.seek(0)
+    try:
+        ole = olefile.OleFileIO(handle)
+        streams = {"/".join(entry).lower() for entry in ole.listdir(streams=True, storages=False)}
+    except Exception:  # olefile raises many types on a broken container
+        raise _Refused("corrupt") from None
+    if "encryptioninfo" in streams or "encryptedpackage" in streams:
+        raise _Refused("encrypted")
+    if "workbook" in streams or "book" in streams:
+        if "workbook" in streams:
+            _check_xls_encryption(handle, msoffcrypto)
+        return _accept("xls")
+    if "worddocument" in streams:
+        raise _not_spreadsheet("Word 文档（.doc）")
+    if "powerpoint document" in streams:
+        raise _not_spreadsheet("PowerPoint 演示文稿（.ppt）")
+    raise _Refused("not-a-spreadsheet")
+
+
+def _check_xls_encryption(handle, msoffcrypto) -> None:
+    handle.seek(0)
+    try:
+        office_file = msoffcrypto.OfficeFile(handle)
+        encrypted = office_file.is_encrypted()
+    except Exception:  # malformed BIFF: the parser (in a worker) reports it
+        return
+    if not encrypted:
+        return
+    # Excel encrypts a workbook that only has a modify password or structure protection with
+    # the fixed password "VelvetSweatshop": the user never typed an open password.
+    try:
+        office_file.load_key(password="VelvetSweatshop")
+    except Exception:  # wrong password or unsupported cipher: a real open password
+        raise _Refused("encrypted") from None
+    raise _Refused("encrypted", MESSAGES["protected"])
+
+
+# ---- text: html tables, SpreadsheetML 2003, csv
+
+
+def _inspect_text(handle, head: bytes) -> Verdict:
+    if b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise _Refused("not-a-spreadsheet")
+    encoding = _detect_encoding(_file_chunks(handle))
+    if encoding is None:
+        raise _Refused("not-a-spreadsheet")
+    sample = head.decode(encoding, "replace")
+    if sum(char in _TEXT_CONTROL for char in sample) > len(sample) / 100:
+        raise _Refused("not-a-spreadsheet")
+    start = sample.lstrip("\ufeff \t\r\n")[:1024].lower()
+    lowered = sample.lower()
+    if start.startswith("<?xml"):
+        if XML2003_NAMESPACE in lowered or 'progid="excel.sheet"' in lowered:
+            _scan_text_file_for_dtd(handle)
+            return _accept("xml2003")
+        if "<html" not in lowered:
+            raise _Refused("not-a-spreadsheet")
+        start = "<html"
+    if start.startswith("<"):
+        if "<html" in lowered or "<table" in lowered or start.startswith("<!doctype html"):
+            if not _file_contains(handle, b"<table", encoding):
+                raise _Refused(
+                    "not-a-spreadsheet",
+                    "这是网页文件，里面没有表格；请发送 Excel 表格（.xlsx）。",
+                )
+            return _accept("html", encoding)
+        raise _Refused("not-a-spreadsheet")
+    if not any(delimiter in sample for delimiter in ",\t;"):
+        raise _Refused(
+            "not-a-spreadsheet",
+            "文件是纯文字，没有表格的分隔符；请发送 Excel 表格（.xlsx）。",
+        )
+    return _accept("csv", encoding)
+
+
+def _file_chunks(handle, chunk_size: int = INFLATE_CHUNK) -> Iterator[bytes]:
+    handle.seek(0)
+    while chunk := handle.read(chunk_size):
+        yield chunk
+
+
+def _file_contains(handle, needle: bytes, encoding: str) -> bool:
+    if encoding == "utf-16":
+        needles = [needle.decode().encode("utf-16-le")[:-1]]
+    else:
+        needles = [needle]
+    carry = b""
+    for chunk in _file_chunks(handle):
+        window = carry + chunk.lower()
+        if any(item in window for item in needles):
+            return True
+        carry = window[-(2 * len(needle)) :]
+    return False
+
+
+def _scan_text_file_for_dtd(handle) -> None:
+    carry = b""
+    for chunk in _file_chunks(handle):
+        _scan_for_dtd("文件", carry, chunk)
+        carry = chunk[-_SCAN_OVERLAP:]

@@ -1,0 +1,321 @@
+"""One nightly run: inbox → archive → read → normalize → validate → store → merge → compute → write.
+
+The stages are called in order and each hands the next a plain value; this module owns the
+edges (files, the store, the clock) and the promises: nothing received is lost (archived by
+hash before parsing), state changes in one transaction, the workbook appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .compute import check_reported, compute_master, master_columns
+from .config import Config
+from .errors import ERROR, Issue
+from .intake.isolate import run_isolated
+from .intake.layout import build_alias_index
+from .intake.normalize import FileReturn, TaskIndex, frame_from_returns, normalize_book
+from .intake.read import read_book
+from .intake.safety import inspect_file, is_settling, should_skip
+from .merge import choose_returns, merge_tasks, missing_rows, missing_units
+from .report.workbook import WorkbookInput, lagging_items, workbook_name, write_workbook
+from .runlog import RunLog
+from .store import Store, now_text, run_lock
+from .tasks import read_task_list
+from .validate import validate_returns
+
+# Bump when reading or normalizing changes what a file yields: stored results are then redone.
+PARSER_VERSION = 1
+TEMP_PREFIX = ".~consolidate-"
+LAST_RUN = "last_run.json"
+
+FAILURE_MESSAGES = {
+    "timeout": "文件读取超时（超过 {timeout:g} 秒），可能过大或已损坏。请检查后重新保存为普通 Excel 文件发送。",
+    "memory": "文件读取时占用内存超过上限，可能含有大量空行空列或已损坏。请删除多余内容后重新发送。",
+    "crashed": "文件导致读取程序异常退出，可能已损坏或是恶意构造的文件。请重新保存后发送。",
+    "error": "文件无法读取：{detail}",
+}
+
+
+@dataclass
+class RunResult:
+    workbook: Path
+    period: str
+    accepted: list[str]
+    rejected: list[str]
+    partial: list[str]
+    superseded: list[str]
+    deferred: list[str]
+    skipped: list[tuple[str, str]]
+    missing_units: list[str]
+    issues: list[Issue]
+    master: pd.DataFrame
+    new_files: int
+    exit_code: int
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def lagging(self) -> int:
+        return int(self.master["status"].isin(["滞后", "严重滞后"]).sum())
+
+
+def previous_period(period: str) -> str:
+    year, month = int(period[:4]), int(period[5:7])
+    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+
+
+def run(config: Config, *, progress=None, now: float | None = None) -> RunResult:
+    """Consolidate the inbox for the configured period; see DESIGN.md for the promises."""
+    paths = config.paths
+    log = RunLog(paths.state / "logs", keep=config.run.log_keep)
+    with run_lock(paths.state, wait=config.run.lock_wait):
+        try:
+            result = _run_locked(config, log, progress, time.time() if now is None else now)
+        except BaseException as exc:
+            log.line(f"运行失败：{exc}")
+            log.line(traceback.format_exc())
+            log.close(failed=True)
+            raise
+        log.line(one_line_summary(result))
+        log.close()
+        return result
+
+
+def _run_locked(config: Config, log: RunLog, progress, now: float) -> RunResult:
+    paths, period = config.paths, config.report.period
+    started = now_text()
+    tasks = read_task_list(paths.tasks)
+    index = TaskIndex.from_tasks(tasks)
+    aliases = build_alias_index(config.aliases)
+    paths.outbox.mkdir(parents=True, exist_ok=True)
+    sweep_temporaries(paths.outbox, log)
+    store = Store(paths.state)
+    try:
+        candidates, skipped, deferred = discover(paths.inbox, config, now, log)
+        received = [_receive(store, path) for path in candidates]
+        known = store.known_results(PARSER_VERSION)
+        fresh = [item for item in received if item["sha256"] not in known]
+        fresh = list({item["sha256"]: item for item in fresh}.values())  # one parse per content
+        log.line(f"收到 {len(candidates)} 个文件，其中新文件 {len(fresh)} 个")
+        returns = read_returns(fresh, config, index, aliases, period, progress, log)
+        rows = frame_from_returns(returns)
+        accepted_rows, row_issues = validate_returns(rows, index.codes, index.pairs)
+        with store.transaction():
+            for item in received:
+                store.record_receipt(item["name"], item["sha256"], item["size"], item["mtime"], item["archive"])
+            for item, ret in zip(fresh, returns, strict=True):
+                own_rows = accepted_rows[accepted_rows["file"] == ret.file] if not ret.rejected else accepted_rows.iloc[0:0]
+                own_issues = ret.issues + [i for i in row_issues if i.file == ret.file]
+                store.record_result(item["sha256"], PARSER_VERSION, ret, own_rows, own_issues)
+            result = consolidate(store, config, tasks, period)
+            result.deferred, result.skipped, result.new_files = deferred, skipped, len(fresh)
+            target = paths.outbox / workbook_name(config.report.title, period)
+            temp = paths.outbox / f"{TEMP_PREFIX}{os.getpid()}.xlsx"
+            try:
+                write_workbook(_workbook_input(config, tasks, result), temp)
+                result.workbook = target
+                result.summary = build_summary(config, result, started)
+                store.record_run(started, period, result.exit_code, result.summary)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+        _fsync(temp)
+        os.replace(temp, target)
+        write_json_atomic(paths.state / LAST_RUN, result.summary)
+        return result
+    finally:
+        store.close()
+
+
+def discover(inbox: Path, config: Config, now: float, log: RunLog):
+    """Files to read, files skipped (with why), and files still being copied (left for later)."""
+    if not inbox.is_dir():
+        inbox.mkdir(parents=True, exist_ok=True)
+    candidates, skipped, deferred = [], [], []
+    for path in sorted(inbox.iterdir(), key=lambda p: p.name):
+        if not path.is_file() or path.is_symlink():
+            continue
+        reason = should_skip(path)
+        if reason:
+            skipped.append((path.name, reason))
+            log.line(f"跳过 {path.name}：{reason}")
+        elif is_settling(path, now, config.limits.settle_seconds):
+            deferred.append(path.name)
+            log.line(f"暂不处理 {path.name}：文件可能仍在复制中，下次运行时再读取")
+        else:
+            candidates.append(path)
+    return candidates, skipped, deferred
+
+
+def _receive(store: Store, path: Path) -> dict:
+    """Hash and archive one received file before anything parses it."""
+    with open(path, "rb") as handle:
+        sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+    stat = path.stat()
+    archive = store.archive(path, sha256)
+    return {"name": path.name, "sha256": sha256, "size": stat.st_size, "mtime": stat.st_mtime, "archive": archive}
+
+
+def _read_job(job: tuple) -> object:
+    """Runs in a worker process: parse one archived file (top level, so it pickles)."""
+    return read_book(*job)
+
+
+def read_returns(fresh, config: Config, index, aliases, period, progress, log: RunLog) -> list[FileReturn]:
+    """Inspect, parse (isolated) and normalize the new files; one FileReturn each, in order."""
+    limits = config.limits
+    returns: list[FileReturn | None] = [None] * len(fresh)
+    jobs, positions = [], []
+    for position, item in enumerate(fresh):
+        verdict = inspect_file(item["archive"], limits)
+        if verdict.problem:
+            returns[position] = FileReturn(file=item["name"], period=period).reject(verdict.problem, verdict.code or "bad-file")
+            log.line(f"拒收 {item['name']}：{verdict.problem}")
+            continue
+        jobs.append((str(item["archive"]), verdict.kind, verdict.encoding, limits.max_rows))
+        positions.append(position)
+    outcomes = run_isolated(
+        _read_job, jobs, workers=limits.workers, timeout=limits.parse_timeout,
+        memory_mb=limits.worker_memory_mb, progress=progress,
+    )  # fmt: skip
+    for position, outcome in zip(positions, outcomes, strict=True):
+        name = fresh[position]["name"]
+        if outcome.ok:
+            ret = normalize_book(outcome.value, name, index, aliases, period)
+        else:
+            ret = FileReturn(file=name, period=period)
+            ret.reject(_failure_message(outcome, limits.parse_timeout), f"read-{outcome.failure}")
+        for note in ret.notes:
+            log.line(f"{name}：{note}")
+        returns[position] = ret
+    return returns
+
+
+def _failure_message(outcome, timeout: float) -> str:
+    detail = outcome.detail
+    if outcome.failure == "error" and detail.startswith("ReadError: "):
+        return detail.removeprefix("ReadError: ")
+    return FAILURE_MESSAGES.get(outcome.failure, FAILURE_MESSAGES["error"]).format(timeout=timeout, detail=detail)
+
+
+def consolidate(store: Store, config: Config, tasks: pd.DataFrame, period: str) -> RunResult:
+    """The period's master table and issues, from everything the store holds for it."""
+    files = store.period_files(period)
+    rows = store.period_rows(period)
+    chosen, superseded_issues = choose_returns(rows, files)
+    previous = _previous_values(store, previous_period(period))
+    merged = merge_tasks(tasks, chosen, previous)
+    computed = compute_master(merged, config.report.month, config.report.severe_lag_points)
+    issues = (
+        store.period_issues(period)
+        + superseded_issues
+        + missing_rows(tasks, chosen)
+        + check_reported(computed, config.report.rate_tolerance_points)
+    )
+    rejected = files.loc[files["status"] == "rejected", "file"].tolist()
+    partial = files.loc[files["status"] == "partial", "file"].tolist()
+    accepted = files.loc[files["status"] != "rejected", "file"].tolist()
+    superseded = [issue.file for issue in superseded_issues]
+    exit_code = 1 if any(issue.level == ERROR for issue in issues) or rejected or partial else 0
+    return RunResult(
+        workbook=Path(), period=period, accepted=accepted, rejected=rejected, partial=partial,
+        superseded=superseded, deferred=[], skipped=[], missing_units=missing_units(tasks, chosen),
+        issues=issues, master=master_columns(computed), new_files=0, exit_code=exit_code,
+    )  # fmt: skip
+
+
+def _previous_values(store: Store, period: str) -> pd.DataFrame:
+    rows = store.period_rows(period)
+    if rows.empty:
+        return rows
+    chosen, _ = choose_returns(rows, store.period_files(period))
+    return chosen[["code", "unit", "completed"]].drop_duplicates(["code", "unit"])
+
+
+def _workbook_input(config: Config, tasks: pd.DataFrame, result: RunResult) -> WorkbookInput:
+    report = config.report
+    return WorkbookInput(
+        title=report.title, period=report.period, master=result.master, issues=result.issues,
+        missing_units=result.missing_units, tasks=tasks, title_font=report.title_font,
+        body_font=report.body_font, footnote=report.footnote, severe_points=report.severe_lag_points,
+    )  # fmt: skip
+
+
+def build_summary(config: Config, result: RunResult, started: str) -> dict:
+    """The run's summary: printed by --json, stored in the history, used by mail."""
+    master = result.master
+    month = config.report.month
+    lagging = lagging_items(master)
+    return {
+        "workbook": str(result.workbook.resolve()),
+        "title": config.report.title,
+        "period": result.period,
+        "period_label": f"1-{month}月" if month > 1 else "1月",
+        "schedule": round(month / 12, 4),
+        "accepted": result.accepted,
+        "rejected": result.rejected,
+        "partial": result.partial,
+        "superseded": result.superseded,
+        "deferred": result.deferred,
+        "skipped": [name for name, _ in result.skipped],
+        "missing_units": result.missing_units,
+        "issues": len(result.issues),
+        "errors": sum(issue.level == ERROR for issue in result.issues),
+        "warnings": sum(issue.level != ERROR for issue in result.issues),
+        "new_files": result.new_files,
+        "lagging_count": len(lagging),
+        "status_counts": {k: int(v) for k, v in master["status"].value_counts().items()},
+        "lagging": [
+            {"code": r.code, "indicator": r.indicator, "unit": r.unit, "rate": _round(r.rate),
+             "schedule": _round(r.schedule), "status": r.status}
+            for r in lagging.itertuples(index=False)
+        ],  # fmt: skip
+        "problems": [issue.to_dict() for issue in result.issues],
+        "exit_code": result.exit_code,
+        "started_at": started,
+        "finished_at": now_text(),
+    }
+
+
+def _round(value) -> float | None:
+    return None if pd.isna(value) else round(float(value), 4)
+
+
+def one_line_summary(result: RunResult) -> str:
+    """For cron mail and the log: everything that matters on one line."""
+    missing = "、".join(result.missing_units) or "无"
+    return (
+        f"{result.period}：接收 {len(result.accepted)} 份，拒收 {len(result.rejected)} 份，"
+        f"部分行被拒 {len(result.partial)} 份；未报送单位 {len(result.missing_units)} 个（{missing}）；"
+        f"滞后 {result.lagging} 项；问题 {len(result.issues)} 条；汇总表 {result.workbook}"
+    )
+
+
+def sweep_temporaries(outbox: Path, log: RunLog) -> None:
+    """Remove half-written workbooks left by a killed run."""
+    for stray in outbox.glob(f"{TEMP_PREFIX}*"):
+        try:
+            stray.unlink()
+            log.line(f"清理上次中断运行留下的临时文件 {stray.name}")
+        except OSError:
+            pass
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(temp, path)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())

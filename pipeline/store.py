@@ -1,0 +1,258 @@
+"""The history: an SQLite file and an archive of every received file, under ``state/``.
+
+Every received file is archived by content hash before it is parsed, so nothing that arrives
+is ever lost; what parsing it produced (unit, period, accepted rows, issues) is recorded once
+per hash, so a file seen before is not processed again. The master table of a period is built
+from here, not from the inbox: a unit that returned last night and not tonight keeps its values.
+All writes of a run happen in one transaction (see run.py).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from schemas import RETURN_COLUMNS
+
+from .errors import Issue, LockedError
+
+DB_NAME = "history.sqlite"
+LOCK_NAME = ".run.lock"
+ROW_COLUMNS = [c for c in RETURN_COLUMNS if c != "file"]
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS files (
+    sha256 TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    archive TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS receipts (
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL REFERENCES files(sha256),
+    mtime REAL NOT NULL,
+    first_seen TEXT NOT NULL,
+    PRIMARY KEY (name, sha256)
+);
+CREATE TABLE IF NOT EXISTS results (
+    sha256 TEXT PRIMARY KEY REFERENCES files(sha256),
+    parser_version INTEGER NOT NULL,
+    unit TEXT NOT NULL,
+    period TEXT NOT NULL,
+    status TEXT NOT NULL,          -- accepted, partial, rejected
+    sheet TEXT NOT NULL,
+    notes TEXT NOT NULL,           -- JSON list, for the log
+    processed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rows (
+    sha256 TEXT NOT NULL REFERENCES results(sha256),
+    {", ".join(f'"{c}"' for c in ROW_COLUMNS)}
+);
+CREATE INDEX IF NOT EXISTS rows_by_period ON rows(period, unit);
+CREATE TABLE IF NOT EXISTS issues (
+    sha256 TEXT NOT NULL REFERENCES results(sha256),
+    unit TEXT NOT NULL, location TEXT NOT NULL, level TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    period TEXT NOT NULL,
+    exit_code INTEGER NOT NULL,
+    summary TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mails (
+    workbook_sha256 TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    sent_at TEXT NOT NULL
+);
+"""
+
+
+def now_text() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@contextmanager
+def run_lock(state: Path, wait: float = 0.0):
+    """Hold the state lock for the duration of a run; LockedError if another run holds it."""
+    state.mkdir(parents=True, exist_ok=True)
+    handle = open(state / LOCK_NAME, "a+")
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockedError(
+                        "另一次汇总正在运行（state 目录已被锁定），本次未执行。请稍后再试，"
+                        "或在 config.toml 的 [run] 中设置 lock_wait（秒）让后来的运行等待。"
+                    ) from None
+                time.sleep(0.2)
+        yield
+    finally:
+        handle.close()
+
+
+class Store:
+    """The SQLite history; one connection per command."""
+
+    def __init__(self, state: Path):
+        self.state = state
+        self.archive_dir = state / "archive"
+        state.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(state / DB_NAME, isolation_level=None, timeout=30)
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self):
+        """One transaction: everything a run records lands together or not at all."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- the archive -----------------------------------------------------------------------
+
+    def archive(self, source: Path, sha256: str) -> Path:
+        """Copy a received file into the archive by content hash (idempotent, atomic)."""
+        target = self.archive_dir / sha256[:2] / f"{sha256}{source.suffix.lower()}"
+        if target.exists() and target.stat().st_size == source.stat().st_size:
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with open(source, "rb") as src, open(temp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(temp, target)
+        return target
+
+    # -- what was processed ----------------------------------------------------------------
+
+    def known_results(self, parser_version: int) -> set[str]:
+        """Hashes already processed by this parser version (not to be parsed again)."""
+        rows = self.conn.execute("SELECT sha256 FROM results WHERE parser_version = ?", (parser_version,))
+        return {sha for (sha,) in rows}
+
+    def record_receipt(self, name: str, sha256: str, size: int, mtime: float, archive: Path) -> None:
+        stamp = now_text()
+        self.conn.execute(
+            "INSERT OR IGNORE INTO files(sha256, size, archive, received_at) VALUES (?, ?, ?, ?)",
+            (sha256, size, str(archive.relative_to(self.state)), stamp),
+        )
+        self.conn.execute(
+            "INSERT INTO receipts(name, sha256, mtime, first_seen) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(name, sha256) DO UPDATE SET mtime = excluded.mtime",
+            (name, sha256, mtime, stamp),
+        )
+
+    def record_result(self, sha256: str, version: int, ret, rows: pd.DataFrame, issues: list[Issue]) -> None:
+        """Replace what is known of one file with this parse's result."""
+        status = "rejected" if ret.rejected or rows.empty else ("partial" if any(i.level == "错误" for i in issues) else "accepted")
+        for table in ("rows", "issues", "results"):
+            self.conn.execute(f"DELETE FROM {table} WHERE sha256 = ?", (sha256,))
+        self.conn.execute(
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (sha256, version, ret.unit, ret.period, status, ret.sheet, json.dumps(ret.notes, ensure_ascii=False), now_text()),
+        )
+        if not rows.empty:
+            values = rows[ROW_COLUMNS].astype(object).where(rows[ROW_COLUMNS].notna(), None)
+            placeholders = ", ".join("?" * (len(ROW_COLUMNS) + 1))
+            self.conn.executemany(
+                f"INSERT INTO rows VALUES ({placeholders})",
+                ((sha256, *record) for record in values.itertuples(index=False, name=None)),
+            )
+        self.conn.executemany(
+            "INSERT INTO issues VALUES (?, ?, ?, ?, ?, ?)",
+            ((sha256, i.unit, i.location, i.level, i.code, i.message) for i in issues),
+        )
+
+    # -- what a period holds ---------------------------------------------------------------
+
+    def period_files(self, period: str) -> pd.DataFrame:
+        """Files of a period: sha256, file (latest name), mtime, unit, status."""
+        query = """
+            SELECT r.sha256, rc.name AS file, rc.mtime, r.unit, r.status, r.sheet, r.notes
+            FROM results r
+            JOIN receipts rc ON rc.sha256 = r.sha256
+            WHERE r.period = ?
+              AND rc.rowid = (SELECT rowid FROM receipts WHERE sha256 = r.sha256 ORDER BY mtime DESC, name DESC LIMIT 1)
+            ORDER BY rc.mtime, rc.name
+        """
+        return pd.read_sql_query(query, self.conn, params=(period,))
+
+    def period_rows(self, period: str) -> pd.DataFrame:
+        """Accepted rows of a period, named by their file's latest name."""
+        cols = ", ".join(f'w."{c}"' for c in ROW_COLUMNS)
+        query = f"""
+            SELECT rc.name AS file, {cols}
+            FROM rows w
+            JOIN receipts rc ON rc.sha256 = w.sha256
+            WHERE w.period = ?
+              AND rc.rowid = (SELECT rowid FROM receipts WHERE sha256 = w.sha256 ORDER BY mtime DESC, name DESC LIMIT 1)
+        """
+        frame = pd.read_sql_query(query, self.conn, params=(period,))
+        for column in ("completed", "target_reported", "reported_rate", "reported_rank", "reported_rank_of"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        return frame
+
+    def period_issues(self, period: str) -> list[Issue]:
+        query = """
+            SELECT rc.name, i.unit, i.location, i.level, i.code, i.message
+            FROM issues i
+            JOIN results r ON r.sha256 = i.sha256
+            JOIN receipts rc ON rc.sha256 = i.sha256
+            WHERE r.period = ?
+              AND rc.rowid = (SELECT rowid FROM receipts WHERE sha256 = i.sha256 ORDER BY mtime DESC, name DESC LIMIT 1)
+            ORDER BY rc.mtime, rc.name
+        """
+        return [Issue(*row) for row in self.conn.execute(query, (period,))]
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def record_run(self, started: str, period: str, exit_code: int, summary: dict) -> None:
+        self.conn.execute(
+            "INSERT INTO runs(started_at, finished_at, period, exit_code, summary) VALUES (?, ?, ?, ?, ?)",
+            (started, now_text(), period, exit_code, json.dumps(summary, ensure_ascii=False)),
+        )
+
+    def last_run(self) -> dict | None:
+        row = self.conn.execute(
+            "SELECT started_at, finished_at, period, exit_code, summary FROM runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return {"started_at": row[0], "finished_at": row[1], "period": row[2], "exit_code": row[3],
+                "summary": json.loads(row[4])}  # fmt: skip
+
+    # -- mail ------------------------------------------------------------------------------
+
+    def mail_sent(self, workbook_sha256: str, kind: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM mails WHERE workbook_sha256 = ? AND kind = ?", (workbook_sha256, kind)
+        ).fetchone()
+        return row is not None
+
+    def record_mail(self, workbook_sha256: str, kind: str, recipients: list[str]) -> None:
+        self.conn.execute(
+            "INSERT INTO mails VALUES (?, ?, ?, ?)", (workbook_sha256, kind, ", ".join(recipients), now_text())
+        )

@@ -1,0 +1,186 @@
+"""Read the coordinator's task list (.xlsx or .csv) into the TaskList frame.
+
+The task list is the coordinator's own file, so a problem in it stops the run (ConfigError,
+exit 2) with the cell to fix, rather than producing a workbook from a wrong master.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import ConfigError, cell_address
+from .text import clean_text, header_key, parse_number, split_names
+
+# Task list header (as written by the coordinator, after header_key folding) → column.
+TASK_HEADERS = {
+    "指标编号": "code",
+    "编号": "code",
+    "序号": "seq",
+    "级别": "level",
+    "项目名称": "project",
+    "指标任务": "indicator",
+    "目标值": "target",
+    "计量单位": "measure",
+    "指标类型": "kind",
+    "牵头领导": "leader",
+    "牵头责任单位": "lead_units",
+    "填报单位": "unit",
+    "联系邮箱": "email",
+    "邮箱": "email",
+}
+REQUIRED = ("code", "seq", "level", "project", "indicator", "target", "measure", "kind", "leader", "lead_units")
+# Optional planned cumulative shares (季度/月度序时进度): header → month the share applies from.
+PLAN_HEADERS = {f"{m}月": m for m in range(1, 13)} | {
+    "一季度": 3,
+    "二季度": 6,
+    "三季度": 9,
+    "四季度": 12,
+    "第一季度": 3,
+    "第二季度": 6,
+    "第三季度": 9,
+    "第四季度": 12,
+}
+
+
+def read_task_list(path: Path) -> pd.DataFrame:
+    """Load and check the task list; raise ConfigError naming the cell of the first problems."""
+    if not path.exists():
+        raise ConfigError(f"找不到任务清单 {path}，请检查 config.toml 中 [paths] tasks 的设置。")
+    rows, sheet = _read_rows(path)
+    if not rows:
+        raise ConfigError(f"任务清单 {path.name} 是空的。")
+    header = [header_key(cell) for cell in rows[0]]
+    columns: dict[str, int] = {}
+    plan_columns: dict[int, int] = {}
+    for index, key in enumerate(header):
+        if key in TASK_HEADERS and TASK_HEADERS[key] not in columns:
+            columns[TASK_HEADERS[key]] = index
+        elif key.replace("序时进度", "").replace("计划", "") in PLAN_HEADERS:
+            plan_columns[PLAN_HEADERS[key.replace("序时进度", "").replace("计划", "")]] = index
+    missing = [name for name in REQUIRED if name not in columns]
+    if missing:
+        names = {value: key for key, value in reversed(TASK_HEADERS.items())}
+        raise ConfigError(
+            f"任务清单 {path.name} 第1行缺少列：{'、'.join(names[m] for m in missing)}。"
+            "请按 README 的任务清单格式填写表头。"
+        )
+    records, problems = [], []
+    for offset, row in enumerate(rows[1:], start=2):
+        record = _task_record(row, columns, plan_columns, offset, sheet, problems)
+        if record is not None:
+            records.append(record)
+    if problems:
+        shown = "；".join(problems[:10])
+        more = f"（另有 {len(problems) - 10} 处）" if len(problems) > 10 else ""
+        raise ConfigError(f"任务清单 {path.name} 有误：{shown}{more}")
+    if not records:
+        raise ConfigError(f"任务清单 {path.name} 没有任何任务行。")
+    frame = pd.DataFrame.from_records(records)
+    duplicated = frame[frame.duplicated(["code", "unit"], keep=False)]
+    if not duplicated.empty:
+        first = duplicated.iloc[0]
+        raise ConfigError(
+            f"任务清单 {path.name} 中指标 {first.code} 对填报单位 {first.unit} 出现了多次，每个指标每个单位只能一行。"
+        )
+    _check_schema(frame, path)
+    return frame
+
+
+def _check_schema(frame: pd.DataFrame, path: Path) -> None:
+    import pandera.pandas as pa
+
+    from schemas import TaskList
+
+    try:
+        TaskList.validate(frame.drop(columns=["plan"]), lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases.head(5)
+        shown = "；".join(f"{row.column or ''} {row.failure_case}（{row.check}）" for row in cases.itertuples())
+        raise ConfigError(f"任务清单 {path.name} 不符合格式：{shown}") from None
+
+
+def _task_record(row, columns, plan_columns, row_number, sheet, problems) -> dict | None:
+    def cell(name):
+        index = columns.get(name)
+        return row[index] if index is not None and index < len(row) else None
+
+    def where(name):
+        return f"{sheet}!{cell_address(row_number, columns[name])}"
+
+    code = clean_text(cell("code"))
+    indicator = clean_text(cell("indicator"))
+    if not code and not indicator:
+        return None  # blank line or a note under the table
+    if not code:
+        problems.append(f"{where('code')} 缺少指标编号")
+        return None
+    seq = parse_number(cell("seq"))
+    target = parse_number(cell("target"))
+    if not target.ok or (target.value is not None and target.value < 0):
+        problems.append(f"{where('target')} 目标值“{clean_text(cell('target'))}”不是非负数")
+    if not seq.ok or seq.value is None:
+        problems.append(f"{where('seq')} 序号“{clean_text(cell('seq'))}”不是数字")
+    kind = clean_text(cell("kind")) or ("数量" if target.value is not None else "节点")
+    if kind not in ("数量", "节点"):
+        problems.append(f"{where('kind')} 指标类型“{kind}”应为“数量”或“节点”")
+    lead_units = clean_text(cell("lead_units"))
+    unit = clean_text(cell("unit")) or next(iter(split_names(lead_units)), "")
+    if not unit:
+        problems.append(f"{where('lead_units')} 缺少牵头责任单位（或填报单位）")
+    plan = {}
+    for month, index in plan_columns.items():
+        share = parse_number(row[index] if index < len(row) else None)
+        if share.value is not None:
+            plan[month] = share.value if share.percent or share.value <= 1 else share.value / 100
+    return {
+        "code": code,
+        "seq": int(seq.value) if seq.value is not None else 0,
+        "level": clean_text(cell("level")),
+        "project": clean_text(cell("project")) or indicator,
+        "indicator": indicator or clean_text(cell("project")),
+        "target": target.value if target.ok else None,
+        "measure": clean_text(cell("measure")),
+        "kind": kind,
+        "leader": clean_text(cell("leader")),
+        "lead_units": lead_units,
+        "unit": unit,
+        "email": clean_text(cell("email")),
+        "order": row_number,
+        "plan": plan,
+    }
+
+
+def _read_rows(path: Path) -> tuple[list[list], str]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            data = path.read_bytes()
+            for encoding in ("utf-8-sig", "gb18030"):
+                try:
+                    text = data.decode(encoding)
+                    break
+                except UnicodeDecodeError:
+                    continue
+            else:
+                raise ConfigError(f"任务清单 {path.name} 的编码无法识别，请另存为 UTF-8 的 CSV 或 .xlsx。")
+            return [list(row) for row in csv.reader(io.StringIO(text))], path.stem
+        from python_calamine import CalamineWorkbook
+
+        book = CalamineWorkbook.from_path(str(path))
+        visible = [meta.name for meta in book.sheets_metadata if str(meta.visible).endswith("Visible")]
+        sheet_name = visible[0] if visible else book.sheet_names[0]
+        sheet = book.get_sheet_by_name(sheet_name)
+        return [list(row) for row in sheet.to_python(skip_empty_area=False)], sheet_name
+    except ConfigError:
+        raise
+    except Exception as exc:  # the coordinator's own file: say what the reader said
+        raise ConfigError(f"无法读取任务清单 {path.name}：{exc}") from None
+
+
+def task_units(tasks: pd.DataFrame) -> list[str]:
+    """The reporting units, in task-list order."""
+    return list(dict.fromkeys(tasks["unit"]))

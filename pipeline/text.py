@@ -1,0 +1,142 @@
+"""Pure text helpers: folding what people type into what the pipeline compares.
+
+Returned sheets are typed by hand in WPS and Excel: full-width digits and brackets, line breaks
+inside headers, numbers with units and 万, percentages as "43%" or 43 or 0.43.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, datetime
+
+# What people type into a number cell to mean "nothing to report".
+NOT_REPORTED = frozenset({"", "-", "--", "—", "——", "－", "/", "\\", "无", "暂无", "空", "n/a", "na", "/ "})
+
+_SPACES = re.compile(r"\s+")
+_BRACKETED = re.compile(r"[(\[【{<][^()\[\]【】{}<>]*[)\]】}>]")
+_PUNCT = re.compile(r"[\s,，、。.;；:：!！?？\"'“”‘’`·•()\[\]{}<>【】《》「」『』…_\-—~～/\\|]+")
+_NUMBER = re.compile(
+    r"^(?P<sign>[-+])?(?P<num>\d+(?:\.\d+)?|\.\d+)\s*(?P<wan>[万亿])?\s*(?P<pct>%)?\s*(?P<suffix>[^\d]*)$"
+)
+_SUFFIX_OK = re.compile(r"^[\u4e00-\u9fff\w./·²³]{0,6}$")
+
+
+def fold(text: str) -> str:
+    """Full-width → half-width and compatibility forms → plain (NFKC): "３５００（人）" → "3500(人)"."""
+    return unicodedata.normalize("NFKC", text)
+
+
+def header_key(text) -> str:
+    """A header cell as compared against the aliases: folded, no whitespace, no bracketed suffix."""
+    if text is None:
+        return ""
+    folded = fold(str(text))
+    folded = _SPACES.sub("", folded)
+    without = _BRACKETED.sub("", folded)
+    return (without or folded).lower()
+
+
+def text_key(text) -> str:
+    """Indicator text as compared against the task list: folded, no spaces or punctuation."""
+    if text is None:
+        return ""
+    return _PUNCT.sub("", fold(str(text))).lower()
+
+
+def clean_text(value) -> str:
+    """A text cell as the unit wrote it, for display: only surrounding whitespace removed."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return format_number(value)
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M") if (value.hour or value.minute) else value.strftime("%Y-%m-%d")
+    if isinstance(value, date):
+        return value.strftime("%Y-%m-%d")
+    return str(value).strip()
+
+
+def format_number(value: float) -> str:
+    """15.0 → "15", 0.5 → "0.5": numbers as a person would write them (NaN → "")."""
+    if value != value:
+        return ""
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.10g}"
+
+
+@dataclass(frozen=True)
+class ParsedNumber:
+    """The result of reading one cell as a number."""
+
+    value: float | None  # None: not reported (blank, "—", "无")
+    ok: bool  # False: something was written that is not a number
+    percent: bool = False  # written with a % sign
+    suffix: str = ""  # trailing unit word ("人", "万人" → "人")
+
+
+def parse_number(value) -> ParsedNumber:
+    """Read what people type as a number: 3500, "3,500", "３５００", "3500人", "1.42万", "43%".
+
+    Blanks and the usual "nothing" marks ("—", "/", "无") are not reported. Anything else that
+    does not read as one number (text, "见附件", "约3500", "3500-4000") is not ok.
+    """
+    if value is None:
+        return ParsedNumber(None, True)
+    if isinstance(value, bool):
+        return ParsedNumber(None, False)
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and math.isnan(value):
+            return ParsedNumber(None, True)
+        if isinstance(value, float) and math.isinf(value):
+            return ParsedNumber(None, False)
+        return ParsedNumber(float(value), True)
+    if isinstance(value, (date, datetime)):
+        return ParsedNumber(None, False)
+    text = _SPACES.sub("", fold(str(value)))
+    if text.lower() in NOT_REPORTED:
+        return ParsedNumber(None, True)
+    text = text.replace(",", "")
+    match = _NUMBER.match(text)
+    if not match:
+        return ParsedNumber(None, False)
+    suffix = match.group("suffix")
+    if suffix and not _SUFFIX_OK.match(suffix):
+        return ParsedNumber(None, False)
+    number = float(match.group("num"))
+    if match.group("sign") == "-":
+        number = -number
+    wan = match.group("wan")
+    if wan == "万":
+        number *= 10_000
+    elif wan == "亿":
+        number *= 100_000_000
+    pct = bool(match.group("pct")) or suffix.startswith("%")
+    if pct:
+        number /= 100
+    return ParsedNumber(number, True, pct, suffix)
+
+
+def parse_rate(value, *, percent_format: bool = False) -> ParsedNumber:
+    """A completion rate as a fraction: "43%", 43 and 0.43 all mean 0.43.
+
+    A cell formatted as % stores the fraction; a bare number above 3 can only be a percentage
+    (no indicator is done thrice over), while 0.43 or 1.052 are fractions already.
+    """
+    parsed = parse_number(value)
+    if parsed.value is None or not parsed.ok or parsed.percent or percent_format:
+        return parsed
+    if abs(parsed.value) > 3:
+        return ParsedNumber(parsed.value / 100, True, True, parsed.suffix)
+    return parsed
+
+
+def split_names(text: str) -> list[str]:
+    """ "区民政局、区残联" → ["区民政局", "区残联"]: the separators people use between names."""
+    parts = re.split(r"[、，,;；\s]+", fold(str(text or "")).strip())
+    return [part for part in parts if part]
