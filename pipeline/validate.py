@@ -27,6 +27,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "not-your-task": ("cell_code", "{cell}：指标“{code}”不是{unit}的任务，请删除该行，或由该指标的填报单位报送"),
     "duplicate-row": ("cell_code", "{cell}：指标“{code}”在本文件中重复填报，已采用第一行，请删除重复的行"),
     "rank-invalid": ("cell_code", "{cell}：排名应为正整数，请核对"),
+    "error-value": ("cell_completed", "{cell}：已完成单元格显示错误值“{completed_raw}”，请改为填写累计完成数（数字）"),
+    "formula-no-value": ("cell_completed", "{cell}：已完成是公式“{completed_raw}”，但文件中没有保存计算结果，"
+                         "请用 Excel 或 WPS 打开后保存，或直接填写数字"),
 }  # fmt: skip
 _COLUMN_CHECKS = {
     ("completed", "greater_than_or_equal_to(0)"): "negative",
@@ -74,6 +77,17 @@ def validate_returns(
     return schema.validate(accepted, lazy=False) if not accepted.empty else accepted, issues
 
 
+def _refine(name: str, row: pd.Series) -> str:
+    """A cell error or an uncomputed formula deserves its own advice."""
+    if name == "not-a-number":
+        raw = str(row["completed_raw"])
+        if raw.startswith("#"):
+            return "error-value"
+        if raw.startswith("="):
+            return "formula-no-value"
+    return name
+
+
 def _issues_from_failures(frame: pd.DataFrame, failures: pd.DataFrame) -> tuple[list[Issue], set]:
     issues, rejected, seen = [], set(), set()
     for case in failures.itertuples(index=False):
@@ -88,7 +102,7 @@ def _issues_from_failures(frame: pd.DataFrame, failures: pd.DataFrame) -> tuple[
             continue
         seen.add(key)
         row = frame.loc[case.index]
-        cell_column, template = MESSAGES[name]
+        cell_column, template = MESSAGES[_refine(name, row)]
         cell = row[cell_column] or row["cell_code"] or f"第{row['row']}行"
         values = {k: (format_number(v) if isinstance(v, float) else v) for k, v in row.items()}
         message = template.format(**{**values, "cell": cell})

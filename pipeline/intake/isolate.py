@@ -107,9 +107,10 @@ def run_isolated(
 
     pool = _Pool(func, memory_mb, size=max(1, min(workers, total)))
     pending = deque(range(total))
+    resent: set[int] = set()
     try:
         while done < total:
-            _hand_out(pool, pending, items, timeout, finish)
+            _hand_out(pool, pending, resent, items, timeout, finish)
             busy = [worker for worker in pool.workers if worker.index is not None]
             if not busy:
                 continue  # every remaining item failed to be sent, and got its outcome
@@ -136,9 +137,8 @@ def run_isolated(
     return outcomes  # type: ignore[return-value]
 
 
-def _hand_out(pool: _Pool, pending: deque, items: list, timeout: float, finish) -> None:
+def _hand_out(pool: _Pool, pending: deque, resent: set[int], items: list, timeout: float, finish) -> None:
     """Give each idle worker the next item."""
-    retried: set[int] = set()
     for worker in list(pool.workers):
         while pending and worker.index is None:
             index = pending.popleft()
@@ -146,9 +146,9 @@ def _hand_out(pool: _Pool, pending: deque, items: list, timeout: float, finish) 
                 worker.assign(index, items[index], timeout)
             except (BrokenPipeError, ConnectionResetError, EOFError):
                 # The idle worker died (killed from outside): the item was never tried. Once
-                # more with a fresh worker; twice means workers cannot start at all.
+                # more with a fresh worker; a second loss fails the item rather than loop.
                 pool.retire(worker, replace=True)
-                if index in retried:
+                if index in resent:
                     finish(
                         index,
                         Outcome(
@@ -159,7 +159,7 @@ def _hand_out(pool: _Pool, pending: deque, items: list, timeout: float, finish) 
                         ),
                     )
                 else:
-                    retried.add(index)
+                    resent.add(index)
                     pending.appendleft(index)
                 break
             except Exception as exc:  # an unpicklable item: its failure alone

@@ -83,7 +83,9 @@ def find_layout(sheet: RawSheet, aliases: dict[str, str]) -> Layout | None:
             if top + depth > len(rows):
                 continue
             layout = _try_header(rows, merged_header, top, depth, aliases)
-            if layout and (best is None or layout.score > best.score):
+            # More recognised columns win; at a tie, the shallower header (a title row above a
+            # one-row header is not part of it).
+            if layout and (best is None or (layout.score, -depth) > (best.score, -len(best.header_rows))):
                 best = layout
     if best is not None:
         best.unit_text, best.unit_cell = _unit_above(rows[: best.header_rows[0]])
@@ -128,15 +130,16 @@ def _try_header(rows, merged_header, top, depth, aliases) -> Layout | None:
             duplicated.append((key, cols))
     if not any(k in columns for k in KEY_FIELDS) or not any(k in columns for k in VALUE_FIELDS):
         return None
-    if depth == 2 and not _second_row_adds(rows, merged_header, top, aliases):
+    if depth == 2 and not (_row_has_header(rows, merged_header, top, aliases)
+                           and _row_has_header(rows, merged_header, top + 1, aliases)):
         return None
     return Layout(tuple(range(top, top + depth)), columns, duplicated)
 
 
-def _second_row_adds(rows, merged_header, top, aliases) -> bool:
-    """A two-row header only when the second row is itself header text (not the first data row)."""
-    row = rows[top + 1]
-    keys = [header_key(_cell(rows, merged_header, top + 1, c)) for c in range(len(row))]
+def _row_has_header(rows, merged_header, r, aliases) -> bool:
+    """A two-row header only when both rows hold header text (not a title or the first data row)."""
+    row = rows[r]
+    keys = [header_key(_cell(rows, merged_header, r, c)) for c in range(len(row))]
     return any(key in aliases or key in SPLIT_HEADERS for key in keys if key)
 
 

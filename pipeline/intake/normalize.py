@@ -205,6 +205,7 @@ def _collect_rows(sheet: RawSheet, layout: Layout, file_unit: str, index: TaskIn
     header_keys = {text_key(sheet.rows[r][c]) for r in layout.header_rows for c in columns.values()
                    if c < len(sheet.rows[r])}  # fmt: skip
     seen_units = set()
+    subtotals: list[tuple[int, object]] = []
     for r in range(layout.first_data_row, len(sheet.rows)):
         row = sheet.rows[r]
 
@@ -224,6 +225,7 @@ def _collect_rows(sheet: RawSheet, layout: Layout, file_unit: str, index: TaskIn
         if _NOTE.match(first) or (len(present) == 1 and not _has_key(value) and len(first) > 20):
             continue
         if _SUBTOTAL.match(text_key(value("code")) or text_key(value("seq")) or text_key(value("indicator"))):
+            subtotals.append((r, value("completed")))
             continue
         if {text_key(v) for v in present} <= header_keys:
             continue  # the header repeated (printed page breaks)
@@ -242,6 +244,25 @@ def _collect_rows(sheet: RawSheet, layout: Layout, file_unit: str, index: TaskIn
             result.rows.append(record)
     if not file_unit and len(seen_units) == 1:
         result.unit = next(iter(seen_units))
+    _check_subtotals(sheet, layout, subtotals, result)
+
+
+def _check_subtotals(sheet: RawSheet, layout: Layout, subtotals, result: FileReturn) -> None:
+    """A 合计 row is never data; when it disagrees with the rows above it, say so."""
+    col = layout.columns.get("completed")
+    for r, raw in subtotals:
+        stated = parse_number(raw)
+        if col is None or stated.value is None:
+            continue
+        above = [row for row in result.rows if row["row"] < r + 1 and row["completed_source"] == "填报"]
+        total = sum(row["completed"] for row in above)
+        if abs(total - stated.value) > 1e-6 * max(1.0, abs(total)):
+            where = cell_address(r + 1, col)
+            result.issues.append(
+                Issue(result.file, result.unit, f"{sheet.name}!{where}", WARNING, "subtotal-mismatch",
+                      f"{where}：合计行为 {clean_text(raw)}，与上方各行已完成之和 {total:g} 不一致，请核对"
+                      "（合计行不计入汇总）。")
+            )  # fmt: skip
 
 
 def _has_key(value) -> bool:

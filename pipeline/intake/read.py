@@ -72,7 +72,7 @@ def _read_calamine(path: Path, kind: str, max_rows: int) -> RawBook:
     except Exception as exc:  # calamine raises plain exceptions for some broken files
         raise ReadError(f"文件无法打开（{exc}），可能已损坏，请重新保存后发送。") from None
     flags: dict[str, SheetFlags] = scan_xlsx(path) if kind == "xlsx" else {}
-    sheets, meta = [], {}
+    sheets, meta, notes = [], {}, []
     for info in book.sheets_metadata:
         if not str(info.typ).endswith("WorkSheet"):
             continue  # chart sheets and dialog sheets hold no cells
@@ -81,7 +81,7 @@ def _read_calamine(path: Path, kind: str, max_rows: int) -> RawBook:
         rows, truncated = _grid(sheet, max_rows)
         sheet_flags = flags.get(info.name)
         if sheet_flags:
-            _apply_flags(rows, sheet_flags)
+            notes.extend(f"工作表“{info.name}”{note}" for note in _apply_flags(rows, sheet_flags))
         raw = RawSheet(
             name=info.name,
             rows=rows,
@@ -94,7 +94,7 @@ def _read_calamine(path: Path, kind: str, max_rows: int) -> RawBook:
             meta = {str(r[0]).strip(): str(r[1]).strip() for r in rows if len(r) >= 2 and r[0]}
             continue
         sheets.append(raw)
-    return RawBook(sheets, meta)
+    return RawBook(sheets, meta, notes)
 
 
 def _grid(sheet, max_rows: int) -> tuple[list[list], bool]:
@@ -117,12 +117,32 @@ def _grid(sheet, max_rows: int) -> tuple[list[list], bool]:
     return rows[: last_filled + 1], truncated
 
 
-def _apply_flags(rows: list[list], flags: SheetFlags) -> None:
-    """Calamine reads error cells and formulas without a cached value as empty: put them back."""
+def _apply_flags(rows: list[list], flags: SheetFlags) -> list[str]:
+    """Calamine reads error cells and formulas without a cached value as empty: put them back.
+
+    A formula saved without its result is recomputed when it is plain arithmetic (formula.py);
+    otherwise it becomes a cell error, so that it is reported rather than read as "nothing".
+    """
+    from ..errors import cell_address
+    from .formula import FormulaError, evaluate
+
+    notes = []
     for (r, c), value in flags.errors.items():
         _set(rows, r, c, CellError(value))
     for (r, c), formula in flags.uncached_formulas.items():
         _set(rows, r, c, CellError(f"={formula}"))
+
+    def lookup(row: int, col: int):
+        return rows[row][col] if row < len(rows) and col < len(rows[row]) else None
+
+    for (r, c), formula in flags.uncached_formulas.items():
+        try:
+            value = evaluate(formula, lookup)
+        except (FormulaError, RecursionError):
+            continue
+        _set(rows, r, c, value)
+        notes.append(f"{cell_address(r + 1, c)} 的公式“={formula}”没有保存计算结果，已重新计算为 {value:g}")
+    return notes
 
 
 def _set(rows: list[list], r: int, c: int, value) -> None:

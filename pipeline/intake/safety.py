@@ -64,26 +64,13 @@ _SCAN_OVERLAP = max(len(needle) for needle in _DANGEROUS_XML) - 1
 _XML_HEAD = 512  # enough for a BOM and the XML declaration
 # An XML declaration may name an encoding in which the needles above look different.
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)["']""")
+# Encodings in which every character of "<!DOCTYPE" is its ASCII byte (UTF-16 is scanned apart).
 _SAFE_XML_ENCODINGS = frozenset(
-    {
-        "utf-8",
-        "utf8",
-        "utf-16",
-        "utf-16le",
-        "utf-16be",
-        "us-ascii",
-        "ascii",
-        "iso-8859-1",
-        "latin-1",
-        "latin1",
-        "windows-1252",
-        "cp1252",
-        "gb2312",
-        "gbk",
-        "gb18030",
-        "cp936",
-    }
+    "utf-8 utf8 utf-16 utf-16le utf-16be us-ascii ascii latin-1 latin1 gb2312 gbk gb18030 cp936 "
+    "big5 euc-cn euc-kr euc-jp shift_jis".split()
 )
+_SAFE_XML_ENCODING_FAMILIES = ("iso-8859-", "iso8859-", "windows-125", "cp125")
+
 
 SPREADSHEET_CONTENT_TYPES = (
     "spreadsheetml.sheet.main+xml",
@@ -186,7 +173,7 @@ def is_settling(path: Path, now: float, settle_seconds: float) -> bool:
 
 
 def detect_text_encoding(data: bytes) -> str:
-    """ "utf-8-sig", "utf-8" or "gb18030", by trying to decode (never by extension).
+    """The text's encoding, "utf-8-sig", "utf-8" or "gb18030", found by decoding (never by name).
 
     ``data`` may be a prefix of the file: a character cut off at the end is tolerated. Text that
     is neither UTF-8 nor GB18030 gets "gb18030" (the reader decodes with replacement characters).
@@ -468,17 +455,18 @@ def _inflate_all(handle, entries: list[_Entry], limits: LimitsConfig) -> None:
             raise _damaged(name)
 
 
-def _scan_for_dtd(where: str, carry: bytes, chunk: bytes) -> None:
+def _scan_for_dtd(part: str | None, carry: bytes, chunk: bytes) -> None:
     """Look for a DTD declaration in ``chunk``, or straddling it and the previous chunk's tail.
 
     Scanned, not parsed: a parser is exactly what must not see it."""
     straddle = carry + chunk[:_SCAN_OVERLAP]
     for needle, label in _DANGEROUS_XML.items():
         if needle in chunk or needle in straddle:
+            where = f"{part} 中的 {label}" if part else label
             raise _Refused(
                 "xml-entity",
-                f"文件含有不安全的 XML 声明（{where}中的 {label}），"
-                "疑似恶意构造，已拒绝读取；请用 Excel 或 WPS 重新保存后发送。",
+                f"文件含有不安全的 XML 声明（{where}），疑似恶意构造，已拒绝读取；"
+                "请用 Excel 或 WPS 打开后另存为 .xlsx 再发送。",
             )
 
 
@@ -539,27 +527,27 @@ def _inflate(handle, entry: _Entry, part_cap: float) -> Iterator[bytes]:
         raise _damaged(name) from None
 
 
-def _check_xml_encoding(name: str, head: bytes) -> None:
+_UNSCANNABLE_XML_STARTS = (
+    b"\x00\x00\xfe\xff",  # UTF-32 BE with BOM
+    b"\xff\xfe\x00\x00",  # UTF-32 LE with BOM
+    b"\x00\x00\x00<",  # UCS-4 BE
+    b"<\x00\x00\x00",  # UCS-4 LE
+    b"\x4c\x6f\xa7\x94",  # "<?xm" in EBCDIC
+)
+
+
+def _check_xml_encoding(part: str | None, head: bytes) -> None:
     """Refuse XML in an encoding where the DTD scan could not see "<!DOCTYPE" (UTF-7, EBCDIC,
     UTF-32). Binary parts (images, vbaProject.bin) do not start with an XML declaration."""
-    if head.startswith(
-        (
-            b"\x00\x00\xfe\xff",
-            b"\xff\xfe\x00\x00",
-            b"\x00\x00\x00<",
-            b"<\x00\x00\x00",
-            b"\x4c\x6f\xa7\x94",
-        )
+    match = _XML_ENCODING.match(head[:_XML_HEAD].removeprefix(codecs.BOM_UTF8))
+    declared = match.group(1).decode("ascii").lower() if match else "utf-8"
+    if head.startswith(_UNSCANNABLE_XML_STARTS) or (
+        declared not in _SAFE_XML_ENCODINGS and not declared.startswith(_SAFE_XML_ENCODING_FAMILIES)
     ):
+        where = f"（{part}）" if part else ""
         raise _Refused(
             "xml-entity",
-            f"文件含有不支持的 XML 编码（{name}），已拒绝读取；请用 Excel 或 WPS 重新保存后发送。",
-        )
-    match = _XML_ENCODING.match(head[:512].removeprefix(codecs.BOM_UTF8))
-    if match and match.group(1).decode("ascii").lower() not in _SAFE_XML_ENCODINGS:
-        raise _Refused(
-            "xml-entity",
-            f"文件含有不支持的 XML 编码（{name}），已拒绝读取；请用 Excel 或 WPS 重新保存后发送。",
+            f"文件的 XML 使用了不支持的编码{where}，已拒绝读取；请用 Excel 或 WPS 打开后另存为 .xlsx 再发送。",
         )
 
 
@@ -651,6 +639,7 @@ def _inspect_text(handle, head: bytes) -> Verdict:
     lowered = sample.lower()
     if start.startswith("<?xml"):
         if XML2003_NAMESPACE in lowered or 'progid="excel.sheet"' in lowered:
+            _check_xml_encoding(None, head)
             _scan_text_file_for_dtd(handle)
             return _accept("xml2003")
         if "<html" not in lowered:
@@ -696,5 +685,5 @@ def _file_contains(handle, needle: bytes, encoding: str) -> bool:
 def _scan_text_file_for_dtd(handle) -> None:
     carry = b""
     for chunk in _file_chunks(handle):
-        _scan_for_dtd("文件", carry, chunk)
+        _scan_for_dtd(None, carry, chunk)
         carry = chunk[-_SCAN_OVERLAP:]
