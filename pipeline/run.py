@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from .intake.isolate import run_isolated
 from .intake.layout import build_alias_index
 from .intake.normalize import FileReturn, TaskIndex, frame_from_returns, normalize_book
 from .intake.read import read_book
-from .intake.safety import inspect_file, is_settling, should_skip
+from .intake.safety import IN_PROGRESS_SUFFIXES, inspect_file, is_settling, should_skip
 from .merge import choose_returns, merge_tasks, missing_rows, missing_units
 from .report.workbook import WorkbookInput, lagging_items, workbook_name, write_workbook
 from .runlog import RunLog
@@ -36,6 +37,7 @@ from .validate import validate_returns
 PARSER_VERSION = 1
 TEMP_PREFIX = ".~consolidate-"
 LAST_RUN = "last_run.json"
+SETTLE_WATCH_SECONDS = 0.5
 
 FAILURE_MESSAGES = {
     "timeout": "文件读取超时（超过 {timeout:g} 秒），可能过大或已损坏。请检查后重新保存为普通 Excel 文件发送。",
@@ -65,6 +67,12 @@ class RunResult:
     @property
     def lagging(self) -> int:
         return int(self.master["status"].isin(["滞后", "严重滞后"]).sum())
+
+
+def checkpoint(name: str) -> None:
+    """A named point of the run where the crash tests kill the process (CONSOLIDATE_KILL_AT)."""
+    if os.environ.get("CONSOLIDATE_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def previous_period(period: str) -> str:
@@ -101,6 +109,7 @@ def _run_locked(config: Config, log: RunLog, progress, now: float) -> RunResult:
     try:
         candidates, skipped, deferred = discover(paths.inbox, config, now, log)
         received = [_receive(store, path) for path in candidates]
+        checkpoint("archived")
         known = store.known_results(PARSER_VERSION)
         fresh = [item for item in received if item["sha256"] not in known]
         fresh = list({item["sha256"]: item for item in fresh}.values())  # one parse per content
@@ -108,6 +117,7 @@ def _run_locked(config: Config, log: RunLog, progress, now: float) -> RunResult:
         returns = read_returns(fresh, config, index, aliases, period, progress, log)
         rows = frame_from_returns(returns)
         accepted_rows, row_issues = validate_returns(rows, index.codes, index.pairs)
+        checkpoint("validated")
         with store.transaction():
             for item in received:
                 store.record_receipt(item["name"], item["sha256"], item["size"], item["mtime"], item["archive"])
@@ -115,20 +125,24 @@ def _run_locked(config: Config, log: RunLog, progress, now: float) -> RunResult:
                 own_rows = accepted_rows[accepted_rows["file"] == ret.file] if not ret.rejected else accepted_rows.iloc[0:0]
                 own_issues = ret.issues + [i for i in row_issues if i.file == ret.file]
                 store.record_result(item["sha256"], PARSER_VERSION, ret, own_rows, own_issues)
-            result = consolidate(store, config, tasks, period)
+            checkpoint("recorded")
+            result = consolidate(store, config, tasks, period, {item["sha256"] for item in received})
             result.deferred, result.skipped, result.new_files = deferred, skipped, len(fresh)
             target = paths.outbox / workbook_name(config.report.title, period)
-            temp = paths.outbox / f"{TEMP_PREFIX}{os.getpid()}.xlsx"
+            temp = paths.outbox / f"{TEMP_PREFIX}{os.getpid()}.tmp"
             try:
                 write_workbook(_workbook_input(config, tasks, result), temp)
+                checkpoint("written")
                 result.workbook = target
                 result.summary = build_summary(config, result, started)
                 store.record_run(started, period, result.exit_code, result.summary)
             except BaseException:
                 temp.unlink(missing_ok=True)
                 raise
+        checkpoint("committed")
         _fsync(temp)
         os.replace(temp, target)
+        checkpoint("published")
         write_json_atomic(paths.state / LAST_RUN, result.summary)
         return result
     finally:
@@ -136,10 +150,15 @@ def _run_locked(config: Config, log: RunLog, progress, now: float) -> RunResult:
 
 
 def discover(inbox: Path, config: Config, now: float, log: RunLog):
-    """Files to read, files skipped (with why), and files still being copied (left for later)."""
+    """Files to read, files skipped (with why), and files still being copied (left for later).
+
+    A file modified within the settle window is watched for a moment: only one that is still
+    growing (or has a download's .part/.tmp name) is left for the next run, so a coordinator who
+    drops files and runs at once is not made to wait a night.
+    """
     if not inbox.is_dir():
         inbox.mkdir(parents=True, exist_ok=True)
-    candidates, skipped, deferred = [], [], []
+    candidates, skipped, recent = [], [], []
     for path in sorted(inbox.iterdir(), key=lambda p: p.name):
         if not path.is_file() or path.is_symlink():
             continue
@@ -148,11 +167,29 @@ def discover(inbox: Path, config: Config, now: float, log: RunLog):
             skipped.append((path.name, reason))
             log.line(f"跳过 {path.name}：{reason}")
         elif is_settling(path, now, config.limits.settle_seconds):
-            deferred.append(path.name)
-            log.line(f"暂不处理 {path.name}：文件可能仍在复制中，下次运行时再读取")
+            recent.append(path)
         else:
             candidates.append(path)
+    deferred = []
+    if recent:
+        before = {path: _signature(path) for path in recent}
+        time.sleep(SETTLE_WATCH_SECONDS)
+        for path in recent:
+            if path.suffix.lower() in IN_PROGRESS_SUFFIXES or _signature(path) != before[path]:
+                deferred.append(path.name)
+                log.line(f"暂不处理 {path.name}：文件仍在复制中，下次运行时再读取")
+            else:
+                candidates.append(path)
+        candidates.sort(key=lambda p: p.name)
     return candidates, skipped, deferred
+
+
+def _signature(path: Path) -> tuple | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _receive(store: Store, path: Path) -> dict:
@@ -206,30 +243,64 @@ def _failure_message(outcome, timeout: float) -> str:
     return FAILURE_MESSAGES.get(outcome.failure, FAILURE_MESSAGES["error"]).format(timeout=timeout, detail=detail)
 
 
-def consolidate(store: Store, config: Config, tasks: pd.DataFrame, period: str) -> RunResult:
-    """The period's master table and issues, from everything the store holds for it."""
+def consolidate(store: Store, config: Config, tasks: pd.DataFrame, period: str, present: set[str]) -> RunResult:
+    """The period's master table and issues, from everything the store holds for it.
+
+    ``present`` are the hashes of the files in the inbox now. A file's problems are reported
+    while it is in the inbox or feeds the table, and not once a newer return of its unit
+    replaced it (the unit's correction answers them).
+    """
     files = store.period_files(period)
     rows = store.period_rows(period)
     chosen, superseded_issues = choose_returns(rows, files)
+    winners = set(chosen["file"]) if not chosen.empty else set()
+    replaced = _replaced_files(files, chosen)
+    shown = files[(files["sha256"].isin(present) | files["file"].isin(winners)) & ~files["file"].isin(replaced)]
+    file_issues = [issue for sha, issue in store.period_issues(period) if sha in set(shown["sha256"])]
+    superseded_issues = [issue for issue in superseded_issues if issue.file in set(files["file"][files["sha256"].isin(present)])]
+    superseded_issues += _rejected_then_replaced(files, chosen, present)
     previous = _previous_values(store, previous_period(period))
     merged = merge_tasks(tasks, chosen, previous)
     computed = compute_master(merged, config.report.month, config.report.severe_lag_points)
     issues = (
-        store.period_issues(period)
+        file_issues
         + superseded_issues
         + missing_rows(tasks, chosen)
         + check_reported(computed, config.report.rate_tolerance_points)
     )
-    rejected = files.loc[files["status"] == "rejected", "file"].tolist()
-    partial = files.loc[files["status"] == "partial", "file"].tolist()
-    accepted = files.loc[files["status"] != "rejected", "file"].tolist()
+    rejected = shown.loc[shown["status"] == "rejected", "file"].tolist()
+    partial = shown.loc[(shown["status"] == "partial") & shown["file"].isin(winners), "file"].tolist()
+    accepted = files.loc[(files["status"] != "rejected") & (files["file"].isin(winners) | files["sha256"].isin(present)), "file"].tolist()
     superseded = [issue.file for issue in superseded_issues]
-    exit_code = 1 if any(issue.level == ERROR for issue in issues) or rejected or partial else 0
+    exit_code = 1 if any(issue.level == ERROR for issue in issues) or rejected else 0
     return RunResult(
         workbook=Path(), period=period, accepted=accepted, rejected=rejected, partial=partial,
         superseded=superseded, deferred=[], skipped=[], missing_units=missing_units(tasks, chosen),
         issues=issues, master=master_columns(computed), new_files=0, exit_code=exit_code,
     )  # fmt: skip
+
+
+def _replaced_files(files: pd.DataFrame, chosen: pd.DataFrame) -> set[str]:
+    """Files of a unit older than the return the table uses for that unit."""
+    if chosen.empty or files.empty:
+        return set()
+    newest = files[files["file"].isin(set(chosen["file"]))].groupby("unit")["mtime"].max()
+    older = files["unit"].map(newest).gt(files["mtime"]) & files["unit"].isin(newest.index)
+    return set(files.loc[older, "file"])
+
+
+def _rejected_then_replaced(files: pd.DataFrame, chosen: pd.DataFrame, present: set[str]) -> list[Issue]:
+    """A rejected file still in the inbox whose unit has since sent a good return: say so."""
+    from .errors import WARNING
+
+    replaced = _replaced_files(files, chosen)
+    stale = files[(files["status"] == "rejected") & files["file"].isin(replaced) & files["sha256"].isin(present)]
+    used = chosen.drop_duplicates("unit").set_index("unit")["file"] if not chosen.empty else {}
+    return [
+        Issue(item.file, item.unit, "", WARNING, "superseded",
+              f"{item.unit} 本期有更新的报送文件“{used[item.unit]}”，本文件“{item.file}”已被取代（保留在历史记录中）。")
+        for item in stale.itertuples(index=False)
+    ]  # fmt: skip
 
 
 def _previous_values(store: Store, period: str) -> pd.DataFrame:

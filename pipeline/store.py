@@ -215,9 +215,10 @@ class Store:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
         return frame
 
-    def period_issues(self, period: str) -> list[Issue]:
+    def period_issues(self, period: str) -> list[tuple[str, Issue]]:
+        """(sha256, issue) for every issue recorded for the period's files."""
         query = """
-            SELECT rc.name, i.unit, i.location, i.level, i.code, i.message
+            SELECT i.sha256, rc.name, i.unit, i.location, i.level, i.code, i.message
             FROM issues i
             JOIN results r ON r.sha256 = i.sha256
             JOIN receipts rc ON rc.sha256 = i.sha256
@@ -225,7 +226,7 @@ class Store:
               AND rc.rowid = (SELECT rowid FROM receipts WHERE sha256 = i.sha256 ORDER BY mtime DESC, name DESC LIMIT 1)
             ORDER BY rc.mtime, rc.name
         """
-        return [Issue(*row) for row in self.conn.execute(query, (period,))]
+        return [(row[0], Issue(*row[1:])) for row in self.conn.execute(query, (period,))]
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -251,6 +252,18 @@ class Store:
             "SELECT 1 FROM mails WHERE workbook_sha256 = ? AND kind = ?", (workbook_sha256, kind)
         ).fetchone()
         return row is not None
+
+    def last_mail(self, kind: str, workbook_sha256: str | None = None) -> dict | None:
+        """The latest mail of this kind (for this workbook when given): recipients and sent_at."""
+        query = "SELECT workbook_sha256, recipients, sent_at FROM mails WHERE kind = ?"
+        params: tuple = (kind,)
+        if workbook_sha256 is not None:
+            query += " AND workbook_sha256 = ?"
+            params += (workbook_sha256,)
+        row = self.conn.execute(query + " ORDER BY rowid DESC LIMIT 1", params).fetchone()
+        if row is None:
+            return None
+        return {"workbook_sha256": row[0], "recipients": row[1], "sent_at": row[2]}
 
     def record_mail(self, workbook_sha256: str, kind: str, recipients: list[str]) -> None:
         self.conn.execute(

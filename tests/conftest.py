@@ -56,9 +56,10 @@ class Workspace:
         return self.root / "config.toml"
 
     def workbook(self) -> Path:
-        books = [p for p in self.outbox.glob("*.xlsx")]
-        assert len(books) == 1, books
-        return books[0]
+        """The newest consolidated workbook in outbox/."""
+        books = sorted((p for p in self.outbox.glob("*.xlsx") if not p.name.startswith(".")), key=lambda p: p.stat().st_mtime)
+        assert books, "no workbook in outbox"
+        return books[-1]
 
     def sheet_rows(self, sheet: str) -> list[tuple]:
         book = openpyxl.load_workbook(self.workbook(), read_only=True)
