@@ -136,6 +136,31 @@ def parse_rate(value, *, percent_format: bool = False) -> ParsedNumber:
     return parsed
 
 
+MAX_CELL_CHARS = 32_767  # Excel's limit for one cell
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def sanitize(text: str, limit: int = MAX_CELL_CHARS) -> tuple[str, list[str]]:
+    """Text safe to write into a workbook cell, and what had to change (for a warning).
+
+    Control characters cannot be stored in .xlsx XML and a cell holds at most 32,767
+    characters; everything else is kept exactly as written.
+    """
+    problems = []
+    cleaned = _CONTROL.sub("", text)
+    if cleaned != text:
+        problems.append("含有不可见的控制字符，已删除")
+    if len(cleaned) > limit:
+        problems.append(f"超过 {limit} 个字符，已截断")
+        cleaned = cleaned[:limit]
+    return cleaned, problems
+
+
+def shorten(text: str, limit: int = 40) -> str:
+    """A cell's text quoted inside a message: long input must not make a long message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def split_names(text: str) -> list[str]:
     """ "区民政局、区残联" → ["区民政局", "区残联"]: the separators people use between names."""
     parts = re.split(r"[、，,;；\s]+", fold(str(text or "")).strip())

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..errors import ERROR, WARNING, Issue, cell_address
-from ..text import clean_text, fold, parse_number, parse_rate, split_names, text_key
+from ..text import clean_text, fold, parse_number, parse_rate, sanitize, shorten, split_names, text_key
 from .layout import Layout, find_layout
 from .narrative import NarrativeFacts, extract_facts, parse_rank, split_for_indicators
 from .read import CellError, RawBook, RawSheet
@@ -394,6 +394,15 @@ def _record(sheet, r, value, where, unit, task, narrative, code, indicator_text,
             rank, rank_of = facts.reported_rank, facts.reported_rank_of
         if not stage and facts.stage:
             stage = facts.stage
+    texts = {}
+    for name, text, column in (("narrative", narrative, "narrative"), ("remarks", clean_text(value("remarks")), "remarks"),
+                               ("indicator_text", indicator_text, "indicator")):
+        texts[name], problems = sanitize(text)
+        if problems:
+            cell = where(column) or where("project")
+            result.issues.append(
+                Issue(result.file, unit, f"{sheet.name}!{cell}", WARNING, "text-cleaned", f"{cell}：{'；'.join(problems)}。")
+            )
     return {
         "file": result.file,
         "sheet": sheet.name,
@@ -401,19 +410,19 @@ def _record(sheet, r, value, where, unit, task, narrative, code, indicator_text,
         "unit": unit,
         "period": result.period,
         "code": task["code"] if task.get("code") else code,
-        "indicator_text": indicator_text,
+        "indicator_text": texts["indicator_text"],
         "completed": completed,
-        "completed_raw": completed_raw if completed is None else "",
+        "completed_raw": shorten(sanitize(completed_raw)[0]) if completed is None else "",
         "completed_source": source if completed is not None else "",
         "target_reported": target,
-        "target_raw": target_raw if target is None else "",
+        "target_raw": shorten(sanitize(target_raw)[0]) if target is None else "",
         "reported_rate": rate,
-        "rate_raw": rate_raw if rate is None else "",
+        "rate_raw": shorten(sanitize(rate_raw)[0]) if rate is None else "",
         "reported_rank": rank,
         "reported_rank_of": rank_of,
-        "stage": stage,
-        "narrative": narrative,
-        "remarks": clean_text(value("remarks")),
+        "stage": shorten(sanitize(stage)[0], 20),
+        "narrative": texts["narrative"],
+        "remarks": texts["remarks"],
         "cell_code": where("code") or where("indicator"),
         "cell_completed": where("completed"),
         "cell_target": where("target"),
