@@ -1,10 +1,12 @@
-"""Build the shipped example from the reference transcription (../shared/reference/).
+"""Build the shipped example from the reference transcription (tests/data/).
 
-Writes ``tasks.xlsx`` (the task list) and one return per unit in ``inbox/`` in the template
-form, as the units returned them for May 2023. The files are committed; rerun this script only
-to regenerate them (the output is deterministic):
+Writes ``tasks.xlsx`` (the task list) and one return per unit in ``inbox/``, as the units
+returned them for May 2023: most in the template form, and three in the other forms units
+really send — 区残联 a copy of the reference table's own layout (values only in the narrative),
+区医保局 an old .xls, 区水利局 a GBK-encoded CSV from another system. The files are committed;
+rerun this script only to regenerate them (the output is deterministic):
 
-    python examples/make_example.py --reference ../shared/reference --root .
+    python examples/make_example.py
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import sys
 from pathlib import Path
 
 import xlsxwriter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.reference_layout import parse_reference, split_by_unit, write_reference_return  # noqa: E402
 
 FIXED_DATE = datetime.datetime(2023, 6, 2, 9, 0, 0)
 TASK_HEADER = ["指标编号", "序号", "级别", "项目名称", "指标任务", "目标值", "计量单位", "指标类型", "牵头领导", "牵头责任单位"]
@@ -97,10 +103,41 @@ def write_return(unit: str, rows: list[dict], tasks: dict[str, dict], path: Path
     book.close()
 
 
+def write_xls(unit: str, rows: list[dict], tasks: dict[str, dict], path: Path) -> None:
+    """An old-format .xls (BIFF8), as some units still save."""
+    import xlwt
+
+    book = xlwt.Workbook(encoding="utf-8")
+    sheet = book.add_sheet("Sheet1")
+    sheet.write(0, 0, "2023年重点民生实事项目完成情况（1-5月）")
+    sheet.write(1, 0, f"填报单位：{unit}")
+    for col, name in enumerate(RETURN_HEADER):
+        sheet.write(2, col, name)
+    for row, item in enumerate(rows, start=3):
+        task = tasks[item["指标编号"]]
+        values = [item["指标编号"], task["指标任务"], number(task["目标值"]), task["计量单位"], number(item["已完成"]),
+                  item["上报完成率"], item["上报排名"], item["完成情况"], item["备注"]]  # fmt: skip
+        for col, value in enumerate(values):
+            if value not in (None, ""):
+                sheet.write(row, col, value)
+    book.save(str(path))
+
+
+def write_gbk_csv(unit: str, rows: list[dict], tasks: dict[str, dict], path: Path) -> None:
+    """A CSV exported by another system: GBK, its own column names, no title."""
+    with open(path, "w", encoding="gbk", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["填报单位", "指标编号", "指标内容", "目标任务", "累计完成", "完成率", "工作进展"])
+        for item in rows:
+            task = tasks[item["指标编号"]]
+            writer.writerow([unit, item["指标编号"], task["指标任务"], task["目标值"], item["已完成"],
+                             item["上报完成率"], item["完成情况"]])  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = Path(__file__).resolve().parent
-    parser.add_argument("--reference", type=Path, default=here.parent.parent / "shared" / "reference")
+    parser.add_argument("--reference", type=Path, default=here.parent / "tests" / "data")
     parser.add_argument("--root", type=Path, default=here.parent)
     args = parser.parse_args()
     tasks = read_csv(args.reference / "seed-tasks.csv")
@@ -112,8 +149,19 @@ def main() -> None:
         units.setdefault(item["填报单位"], []).append(item)
     inbox = args.root / "inbox"
     inbox.mkdir(exist_ok=True)
+    reference_rows = split_by_unit(parse_reference(args.reference / "reference_table.txt"))
+    for old in inbox.iterdir():
+        if old.is_file():
+            old.unlink()
     for unit, rows in units.items():
-        write_return(unit, rows, by_code, inbox / f"{unit}.xlsx")
+        if unit == "区残联":
+            write_reference_return(inbox / "区残联（盖章）.xlsx", reference_rows[unit])
+        elif unit == "区医保局":
+            write_xls(unit, rows, by_code, inbox / f"{unit}.xls")
+        elif unit == "区水利局":
+            write_gbk_csv(unit, rows, by_code, inbox / "水利局1-5月民生实事进展.csv")
+        else:
+            write_return(unit, rows, by_code, inbox / f"{unit}.xlsx")
     print(f"wrote {args.root / 'tasks.xlsx'} and {len(units)} returns in {inbox}")
 
 

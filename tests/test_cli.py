@@ -48,6 +48,11 @@ def test_example_reproduces_reference_numbers(example):
     assert detail[("11-1", "区医保局")]["完成率"] == pytest.approx(1.0519, abs=1e-4)
     assert detail[("11-1", "区医保局")]["状态"] == "已完成"
     assert detail[("2-1", "区人社局")]["来源文件"] == "区人社局.xlsx"
+    # The example's other forms: the reference layout, an .xls, a GBK CSV.
+    assert detail[("7-1", "区残联")]["取值方式"] == "文本提取"
+    assert detail[("7-1", "区残联")]["来源文件"] == "区残联（盖章）.xlsx"
+    assert detail[("11-1", "区医保局")]["来源文件"] == "区医保局.xls"
+    assert detail[("9-3", "区水利局")]["已完成"] == 66000
     assert summary["workbook"].endswith("2023年省市区重点民生实事项目完成情况汇总表（1-5月）.xlsx")
 
 
@@ -57,7 +62,7 @@ def test_example_flags_exactly_the_two_wrong_rates(example):
     ws.outbox = example / "outbox"
     mismatches = [i for i in ws.issues() if "上报完成率" in i["问题"]]
     flagged = sorted((i["单位"], i["位置"]) for i in mismatches)
-    assert flagged == [("区人社局", "Sheet1!F5"), ("区水利局", "Sheet1!F4")]
+    assert flagged == [("区人社局", "Sheet1!F5"), ("区水利局", "水利局1-5月民生实事进展!F2")]
     texts = " ".join(i["问题"] for i in mismatches)
     assert "50.3%" in texts and "51.25%" in texts
     assert "66.11%" in texts and "61.11%" in texts

@@ -96,6 +96,9 @@ def normalize_book(
 ) -> FileReturn:
     """Find the table, the unit and the period, and turn each data row into return rows."""
     result = FileReturn(file=file_name, period=book.meta.get("period") or period)
+    for sheet in book.sheets:
+        if not sheet.name:
+            sheet.name = file_name.rsplit(".", 1)[0]
     result.notes.extend(book.notes)
     chosen = _choose_sheet(book, aliases, result)
     if chosen is None:

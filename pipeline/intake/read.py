@@ -170,4 +170,5 @@ def _read_csv(path: Path, encoding: str, max_rows: int) -> RawBook:
             truncated = True
             break
         rows.append([cell if cell.strip() else None for cell in row])
-    return RawBook([RawSheet(name=path.stem, rows=rows, truncated=truncated)])
+    # A CSV has no sheet name; normalize names it after the received file, as Excel does.
+    return RawBook([RawSheet(name="", rows=rows, truncated=truncated)])
