@@ -18,25 +18,32 @@ _CARRIED = [
 
 
 def choose_returns(rows: pd.DataFrame, files: pd.DataFrame) -> tuple[pd.DataFrame, list[Issue]]:
-    """Keep, per unit, the rows of its newest file; say which file replaced which.
+    """Keep, per unit, the rows of its newest return; say which return replaced which.
 
-    ``files`` has one row per received file of the period: file, sha256, mtime.
+    A return is one received file: its bytes (sha256) under its name. ``files`` has one row per
+    return of the period: sha256, file, mtime.
     """
     if rows.empty:
         return rows, []
-    ranked = rows.merge(files[["file", "mtime"]].drop_duplicates("file"), on="file", how="left")
-    per_unit = ranked[["unit", "file", "mtime"]].drop_duplicates().sort_values(["unit", "mtime", "file"])
+    keys = ["sha256", "file"]
+    ranked = rows.merge(files[[*keys, "mtime"]].drop_duplicates(keys), on=keys, how="left")
+    per_unit = ranked[["unit", *keys, "mtime"]].drop_duplicates().sort_values(["unit", "mtime", "file", "sha256"])
     winners = per_unit.groupby("unit", sort=False).tail(1)
     issues = []
     for unit, group in per_unit.groupby("unit", sort=False):
         newest = group.iloc[-1]["file"]
         for older in group.iloc[:-1]["file"]:
-            issues.append(
-                Issue(older, unit, "", WARNING, "superseded",
-                      f"{unit} 本期有更新的报送文件“{newest}”，本文件“{older}”已被取代（保留在历史记录中）。")
-            )  # fmt: skip
-    keep = ranked.merge(winners[["unit", "file"]], on=["unit", "file"], how="inner")
+            issues.append(superseded_issue(unit, older, newest))
+    keep = ranked.merge(winners[["unit", *keys]], on=["unit", *keys], how="inner")
     return keep.drop(columns=["mtime"]), issues
+
+
+def superseded_issue(unit: str, older: str, newest: str) -> Issue:
+    if older == newest:
+        message = f"{unit} 本期的报送文件“{newest}”已更新，旧版本已被新版本取代（保留在历史记录中）。"
+    else:
+        message = f"{unit} 本期有更新的报送文件“{newest}”，本文件“{older}”已被取代（保留在历史记录中）。"
+    return Issue(older, unit, "", WARNING, "superseded", message)
 
 
 def merge_tasks(tasks: pd.DataFrame, rows: pd.DataFrame, previous: pd.DataFrame | None = None) -> pd.DataFrame:

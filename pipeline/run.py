@@ -26,7 +26,7 @@ from .intake.layout import build_alias_index
 from .intake.normalize import FileReturn, TaskIndex, frame_from_returns, normalize_book
 from .intake.read import read_book
 from .intake.safety import IN_PROGRESS_SUFFIXES, inspect_file, is_settling, should_skip
-from .merge import choose_returns, merge_tasks, missing_rows, missing_units
+from .merge import choose_returns, merge_tasks, missing_rows, missing_units, superseded_issue
 from .report.workbook import WorkbookInput, lagging_items, workbook_name, write_workbook
 from .runlog import RunLog
 from .store import Store, now_text, run_lock
@@ -111,8 +111,7 @@ def _run_locked(config: Config, log: RunLog, progress, now: float) -> RunResult:
         received = [_receive(store, path) for path in candidates]
         checkpoint("archived")
         known = store.known_results(PARSER_VERSION)
-        fresh = [item for item in received if item["sha256"] not in known]
-        fresh = list({item["sha256"]: item for item in fresh}.values())  # one parse per content
+        fresh = [item for item in received if (item["sha256"], item["name"]) not in known]
         log.line(f"收到 {len(candidates)} 个文件，其中新文件 {len(fresh)} 个")
         returns = read_returns(fresh, config, index, aliases, period, progress, log)
         rows = frame_from_returns(returns)
@@ -120,13 +119,13 @@ def _run_locked(config: Config, log: RunLog, progress, now: float) -> RunResult:
         checkpoint("validated")
         with store.transaction():
             for item in received:
-                store.record_receipt(item["name"], item["sha256"], item["size"], item["mtime"], item["archive"])
+                store.record_file(item["sha256"], item["size"], item["archive"])
             for item, ret in zip(fresh, returns, strict=True):
                 own_rows = accepted_rows[accepted_rows["file"] == ret.file] if not ret.rejected else accepted_rows.iloc[0:0]
                 own_issues = ret.issues + [i for i in row_issues if i.file == ret.file]
-                store.record_result(item["sha256"], PARSER_VERSION, ret, own_rows, own_issues)
+                store.record_result(item["sha256"], item["name"], item["mtime"], PARSER_VERSION, ret, own_rows, own_issues)
             checkpoint("recorded")
-            result = consolidate(store, config, tasks, period, {item["sha256"] for item in received})
+            result = consolidate(store, config, tasks, period, {(item["sha256"], item["name"]) for item in received})
             result.deferred, result.skipped, result.new_files = deferred, skipped, len(fresh)
             target = paths.outbox / workbook_name(config.report.title, period)
             temp = paths.outbox / f"{TEMP_PREFIX}{os.getpid()}.tmp"
@@ -211,19 +210,25 @@ def read_returns(fresh, config: Config, index, aliases, period, progress, log: R
     limits = config.limits
     returns: list[FileReturn | None] = [None] * len(fresh)
     jobs, positions = [], []
+    job_of: dict[str, int] = {}  # one parse per content, however many names it came under
     for position, item in enumerate(fresh):
+        if item["sha256"] in job_of:
+            positions.append((position, job_of[item["sha256"]]))
+            continue
         verdict = inspect_file(item["archive"], limits)
         if verdict.problem:
             returns[position] = FileReturn(file=item["name"], period=period).reject(verdict.problem, verdict.code or "bad-file")
             log.line(f"拒收 {item['name']}：{verdict.problem}")
             continue
+        job_of[item["sha256"]] = len(jobs)
         jobs.append((str(item["archive"]), verdict.kind, verdict.encoding, limits.max_rows))
-        positions.append(position)
+        positions.append((position, job_of[item["sha256"]]))
     outcomes = run_isolated(
         _read_job, jobs, workers=limits.workers, timeout=limits.parse_timeout,
         memory_mb=limits.worker_memory_mb, progress=progress,
     )  # fmt: skip
-    for position, outcome in zip(positions, outcomes, strict=True):
+    for position, job in positions:
+        outcome = outcomes[job]
         name = fresh[position]["name"]
         if outcome.ok:
             ret = normalize_book(outcome.value, name, index, aliases, period)
@@ -253,12 +258,17 @@ def consolidate(store: Store, config: Config, tasks: pd.DataFrame, period: str, 
     files = store.period_files(period)
     rows = store.period_rows(period)
     chosen, superseded_issues = choose_returns(rows, files)
-    winners = set(chosen["file"]) if not chosen.empty else set()
-    replaced = _replaced_files(files, chosen)
-    shown = files[(files["sha256"].isin(present) | files["file"].isin(winners)) & ~files["file"].isin(replaced)]
-    file_issues = [issue for sha, issue in store.period_issues(period) if sha in set(shown["sha256"])]
-    superseded_issues = [issue for issue in superseded_issues if issue.file in set(files["file"][files["sha256"].isin(present)])]
-    superseded_issues += _rejected_then_replaced(files, chosen, present)
+    keys = pd.Series(list(zip(files["sha256"], files["file"], strict=True)), index=files.index, dtype=object)
+    winners = set(zip(chosen["sha256"], chosen["file"], strict=True)) if not chosen.empty else set()
+    is_present, is_winner = keys.isin(present), keys.isin(winners)
+    is_replaced = _replaced(files, chosen)
+    shown = files[(is_present | is_winner) & ~is_replaced]
+    shown_keys = set(zip(shown["sha256"], shown["file"], strict=True))
+    file_issues = [issue for sha, issue in store.period_issues(period) if (sha, issue.file) in shown_keys]
+    present_names = set(files.loc[is_present, "file"])
+    superseded_issues = [issue for issue in superseded_issues if issue.file in present_names]
+    stale = files[(files["status"] == "rejected") & is_replaced & is_present]
+    superseded_issues += [_superseded_by(chosen, item.unit, item.file) for item in stale.itertuples(index=False)]
     previous = _previous_values(store, previous_period(period))
     merged = merge_tasks(tasks, chosen, previous)
     computed = compute_master(merged, config.report.month, config.report.severe_lag_points)
@@ -269,8 +279,8 @@ def consolidate(store: Store, config: Config, tasks: pd.DataFrame, period: str, 
         + check_reported(computed, config.report.rate_tolerance_points)
     )
     rejected = shown.loc[shown["status"] == "rejected", "file"].tolist()
-    partial = shown.loc[(shown["status"] == "partial") & shown["file"].isin(winners), "file"].tolist()
-    accepted = files.loc[(files["status"] != "rejected") & (files["file"].isin(winners) | files["sha256"].isin(present)), "file"].tolist()
+    partial = files.loc[(files["status"] == "partial") & is_winner, "file"].tolist()
+    accepted = files.loc[(files["status"] != "rejected") & (is_winner | is_present), "file"].tolist()
     superseded = [issue.file for issue in superseded_issues]
     exit_code = 1 if any(issue.level == ERROR for issue in issues) or rejected else 0
     return RunResult(
@@ -280,27 +290,18 @@ def consolidate(store: Store, config: Config, tasks: pd.DataFrame, period: str, 
     )  # fmt: skip
 
 
-def _replaced_files(files: pd.DataFrame, chosen: pd.DataFrame) -> set[str]:
-    """Files of a unit older than the return the table uses for that unit."""
+def _replaced(files: pd.DataFrame, chosen: pd.DataFrame) -> pd.Series:
+    """Returns of a unit older than the one the table uses for that unit."""
     if chosen.empty or files.empty:
-        return set()
-    newest = files[files["file"].isin(set(chosen["file"]))].groupby("unit")["mtime"].max()
-    older = files["unit"].map(newest).gt(files["mtime"]) & files["unit"].isin(newest.index)
-    return set(files.loc[older, "file"])
+        return pd.Series(False, index=files.index)
+    used = files.merge(chosen[["sha256", "file", "unit"]].drop_duplicates(), on=["sha256", "file", "unit"])
+    newest = used.groupby("unit")["mtime"].max()
+    return files["unit"].map(newest).gt(files["mtime"]).fillna(False).astype(bool)
 
 
-def _rejected_then_replaced(files: pd.DataFrame, chosen: pd.DataFrame, present: set[str]) -> list[Issue]:
-    """A rejected file still in the inbox whose unit has since sent a good return: say so."""
-    from .errors import WARNING
-
-    replaced = _replaced_files(files, chosen)
-    stale = files[(files["status"] == "rejected") & files["file"].isin(replaced) & files["sha256"].isin(present)]
-    used = chosen.drop_duplicates("unit").set_index("unit")["file"] if not chosen.empty else {}
-    return [
-        Issue(item.file, item.unit, "", WARNING, "superseded",
-              f"{item.unit} 本期有更新的报送文件“{used[item.unit]}”，本文件“{item.file}”已被取代（保留在历史记录中）。")
-        for item in stale.itertuples(index=False)
-    ]  # fmt: skip
+def _superseded_by(chosen: pd.DataFrame, unit: str, older: str) -> Issue:
+    newest = chosen.loc[chosen["unit"] == unit, "file"].iloc[0]
+    return superseded_issue(unit, older, newest)
 
 
 def _previous_values(store: Store, period: str) -> pd.DataFrame:

@@ -19,10 +19,9 @@ def period_status(config: Config) -> dict:
             files = store.period_files(period)
             accepted = files[files["status"] != "rejected"].sort_values(["mtime", "file"])
             latest = accepted.groupby("unit", sort=False).tail(1)
-            stamps = dict(store.conn.execute("SELECT sha256, received_at FROM files"))
             for item in latest.itertuples(index=False):
                 if item.unit in units:
-                    returned.append({"unit": item.unit, "file": item.file, "received": stamps.get(item.sha256, "")})
+                    returned.append({"unit": item.unit, "file": item.file, "received": item.received})
             last = store.last_run()
         finally:
             store.close()

@@ -35,31 +35,33 @@ CREATE TABLE IF NOT EXISTS files (
     archive TEXT NOT NULL,
     received_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS receipts (
-    name TEXT NOT NULL,
-    sha256 TEXT NOT NULL REFERENCES files(sha256),
-    mtime REAL NOT NULL,
-    first_seen TEXT NOT NULL,
-    PRIMARY KEY (name, sha256)
-);
 CREATE TABLE IF NOT EXISTS results (
-    sha256 TEXT PRIMARY KEY REFERENCES files(sha256),
+    -- one received file: its bytes (sha256) under its name; the unit may come from the name,
+    -- so the same bytes under another name are another return
+    sha256 TEXT NOT NULL REFERENCES files(sha256),
+    name TEXT NOT NULL,
+    mtime REAL NOT NULL,
     parser_version INTEGER NOT NULL,
     unit TEXT NOT NULL,
     period TEXT NOT NULL,
     status TEXT NOT NULL,          -- accepted, partial, rejected
     sheet TEXT NOT NULL,
     notes TEXT NOT NULL,           -- JSON list, for the log
-    processed_at TEXT NOT NULL
+    processed_at TEXT NOT NULL,
+    PRIMARY KEY (sha256, name)
 );
 CREATE TABLE IF NOT EXISTS rows (
-    sha256 TEXT NOT NULL REFERENCES results(sha256),
-    {", ".join(f'"{c}"' for c in ROW_COLUMNS)}
+    sha256 TEXT NOT NULL,
+    name TEXT NOT NULL,
+    {", ".join(f'"{c}"' for c in ROW_COLUMNS)},
+    FOREIGN KEY (sha256, name) REFERENCES results(sha256, name)
 );
 CREATE INDEX IF NOT EXISTS rows_by_period ON rows(period, unit);
 CREATE TABLE IF NOT EXISTS issues (
-    sha256 TEXT NOT NULL REFERENCES results(sha256),
-    unit TEXT NOT NULL, location TEXT NOT NULL, level TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL
+    sha256 TEXT NOT NULL,
+    name TEXT NOT NULL,
+    unit TEXT NOT NULL, location TEXT NOT NULL, level TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL,
+    FOREIGN KEY (sha256, name) REFERENCES results(sha256, name)
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -148,68 +150,61 @@ class Store:
 
     # -- what was processed ----------------------------------------------------------------
 
-    def known_results(self, parser_version: int) -> set[str]:
-        """Hashes already processed by this parser version (not to be parsed again)."""
-        rows = self.conn.execute("SELECT sha256 FROM results WHERE parser_version = ?", (parser_version,))
-        return {sha for (sha,) in rows}
+    def known_results(self, parser_version: int) -> set[tuple[str, str]]:
+        """(sha256, name) of the returns already processed by this parser version."""
+        rows = self.conn.execute("SELECT sha256, name FROM results WHERE parser_version = ?", (parser_version,))
+        return set(rows)
 
-    def record_receipt(self, name: str, sha256: str, size: int, mtime: float, archive: Path) -> None:
-        stamp = now_text()
+    def record_file(self, sha256: str, size: int, archive: Path) -> None:
         self.conn.execute(
             "INSERT OR IGNORE INTO files(sha256, size, archive, received_at) VALUES (?, ?, ?, ?)",
-            (sha256, size, str(archive.relative_to(self.state)), stamp),
-        )
-        self.conn.execute(
-            "INSERT INTO receipts(name, sha256, mtime, first_seen) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(name, sha256) DO UPDATE SET mtime = excluded.mtime",
-            (name, sha256, mtime, stamp),
+            (sha256, size, str(archive.relative_to(self.state)), now_text()),
         )
 
-    def record_result(self, sha256: str, version: int, ret, rows: pd.DataFrame, issues: list[Issue]) -> None:
-        """Replace what is known of one file with this parse's result."""
-        status = "rejected" if ret.rejected or rows.empty else ("partial" if any(i.level == "错误" for i in issues) else "accepted")
+    def record_result(
+        self, sha256: str, name: str, mtime: float, version: int, ret, rows: pd.DataFrame, issues: list[Issue]
+    ) -> None:
+        """Replace what is known of one received file with this parse's result."""
+        if ret.rejected or rows.empty:
+            status = "rejected"
+        else:
+            status = "partial" if any(i.level == "错误" for i in issues) else "accepted"
+        key = (sha256, name)
         for table in ("rows", "issues", "results"):
-            self.conn.execute(f"DELETE FROM {table} WHERE sha256 = ?", (sha256,))
+            self.conn.execute(f"DELETE FROM {table} WHERE sha256 = ? AND name = ?", key)
         self.conn.execute(
-            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (sha256, version, ret.unit, ret.period, status, ret.sheet, json.dumps(ret.notes, ensure_ascii=False), now_text()),
-        )
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*key, mtime, version, ret.unit, ret.period, status, ret.sheet,
+             json.dumps(ret.notes, ensure_ascii=False), now_text()),
+        )  # fmt: skip
         if not rows.empty:
             values = rows[ROW_COLUMNS].astype(object).where(rows[ROW_COLUMNS].notna(), None)
-            placeholders = ", ".join("?" * (len(ROW_COLUMNS) + 1))
+            placeholders = ", ".join("?" * (len(ROW_COLUMNS) + 2))
             self.conn.executemany(
                 f"INSERT INTO rows VALUES ({placeholders})",
-                ((sha256, *record) for record in values.itertuples(index=False, name=None)),
+                ((*key, *record) for record in values.itertuples(index=False, name=None)),
             )
         self.conn.executemany(
-            "INSERT INTO issues VALUES (?, ?, ?, ?, ?, ?)",
-            ((sha256, i.unit, i.location, i.level, i.code, i.message) for i in issues),
+            "INSERT INTO issues VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ((*key, i.unit, i.location, i.level, i.code, i.message) for i in issues),
         )
 
     # -- what a period holds ---------------------------------------------------------------
 
     def period_files(self, period: str) -> pd.DataFrame:
-        """Files of a period: sha256, file (latest name), mtime, unit, status."""
+        """Returns of a period: sha256, file (name), mtime, unit, status, sheet, notes, received."""
         query = """
-            SELECT r.sha256, rc.name AS file, rc.mtime, r.unit, r.status, r.sheet, r.notes
-            FROM results r
-            JOIN receipts rc ON rc.sha256 = r.sha256
+            SELECT r.sha256, r.name AS file, r.mtime, r.unit, r.status, r.sheet, r.notes, f.received_at AS received
+            FROM results r JOIN files f ON f.sha256 = r.sha256
             WHERE r.period = ?
-              AND rc.rowid = (SELECT rowid FROM receipts WHERE sha256 = r.sha256 ORDER BY mtime DESC, name DESC LIMIT 1)
-            ORDER BY rc.mtime, rc.name
+            ORDER BY r.mtime, r.name
         """
         return pd.read_sql_query(query, self.conn, params=(period,))
 
     def period_rows(self, period: str) -> pd.DataFrame:
-        """Accepted rows of a period, named by their file's latest name."""
-        cols = ", ".join(f'w."{c}"' for c in ROW_COLUMNS)
-        query = f"""
-            SELECT rc.name AS file, {cols}
-            FROM rows w
-            JOIN receipts rc ON rc.sha256 = w.sha256
-            WHERE w.period = ?
-              AND rc.rowid = (SELECT rowid FROM receipts WHERE sha256 = w.sha256 ORDER BY mtime DESC, name DESC LIMIT 1)
-        """
+        """Accepted rows of a period, with the file (sha256 and name) they came from."""
+        cols = ", ".join(f'"{c}"' for c in ROW_COLUMNS)
+        query = f"SELECT sha256, name AS file, {cols} FROM rows WHERE period = ?"
         frame = pd.read_sql_query(query, self.conn, params=(period,))
         for column in ("completed", "target_reported", "reported_rate", "reported_rank", "reported_rank_of"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
@@ -218,13 +213,10 @@ class Store:
     def period_issues(self, period: str) -> list[tuple[str, Issue]]:
         """(sha256, issue) for every issue recorded for the period's files."""
         query = """
-            SELECT i.sha256, rc.name, i.unit, i.location, i.level, i.code, i.message
-            FROM issues i
-            JOIN results r ON r.sha256 = i.sha256
-            JOIN receipts rc ON rc.sha256 = i.sha256
+            SELECT i.sha256, i.name, i.unit, i.location, i.level, i.code, i.message
+            FROM issues i JOIN results r ON r.sha256 = i.sha256 AND r.name = i.name
             WHERE r.period = ?
-              AND rc.rowid = (SELECT rowid FROM receipts WHERE sha256 = i.sha256 ORDER BY mtime DESC, name DESC LIMIT 1)
-            ORDER BY rc.mtime, rc.name
+            ORDER BY r.mtime, r.name
         """
         return [(row[0], Issue(*row[1:])) for row in self.conn.execute(query, (period,))]
 
