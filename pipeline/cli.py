@@ -58,7 +58,8 @@ def cli():
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="最后一行输出一个 JSON 对象（供脚本使用）。")
 @click.option("--mail", "send_mail", is_flag=True, help="汇总后把汇总表发送给 [mail] 中的收件人。")
-def run(config_path: str, as_json: bool, send_mail: bool):
+@click.option("--quiet", "-q", is_flag=True, help="只输出一行摘要（供 cron 定时运行记录日志）。")
+def run(config_path: str, as_json: bool, send_mail: bool, quiet: bool):
     """汇总本期报送：读取 inbox/，写出 outbox/<标题>（1-M月）.xlsx。
 
     \b
@@ -70,7 +71,7 @@ def run(config_path: str, as_json: bool, send_mail: bool):
     from .run import run as run_pipeline
 
     config = _load(config_path)
-    progress = _progress_bar() if sys.stderr.isatty() and not as_json else None
+    progress = _progress_bar() if sys.stderr.isatty() and not (as_json or quiet) else None
     try:
         result = run_pipeline(config, progress=progress)
     except LockedError as exc:
@@ -99,6 +100,12 @@ def run(config_path: str, as_json: bool, send_mail: bool):
                 "missing_units", "issues", "errors", "warnings", "lagging_count", "status_counts", "exit_code",
                 "new_files", "mail")  # fmt: skip
         click.echo(json.dumps({k: summary[k] for k in keys if k in summary}, ensure_ascii=False))
+    elif quiet:
+        import time
+
+        from .run import one_line_summary
+
+        click.echo(f"{time.strftime('%Y-%m-%d %H:%M:%S')} 退出码 {exit_code}：{one_line_summary(result)}")
     else:
         _print_summary(result)
     sys.exit(exit_code)
@@ -167,6 +174,89 @@ def _send_report(config, *, force: bool, dry_run: bool, quiet: bool) -> dict:
     if not quiet:
         click.echo(outcome["message"])
     return outcome
+
+
+@cli.command()
+@config_option
+@click.option("--dry-run", is_flag=True, help="不发送，把邮件写成 outbox/<汇总表名>.eml 供检查。")
+@click.option("--force", is_flag=True, help="这份汇总表已经发送过，也再发送一次。")
+def mail(config_path: str, dry_run: bool, force: bool):
+    """把最近一次汇总生成的汇总表发送给 config.toml [mail] 中的收件人。
+
+    邮件正文是本期摘要（序时进度、滞后事项、未报送单位、报表问题），附件是汇总表。同一份汇总表（内容相同）只发送一次；发送失败时汇总表保留在 outbox/，再次运行本命令即可重发。密码从 [mail] password_env 指定的环境变量读取。
+
+    \b
+    退出码：0 已发送（或此前已发送过）；2 配置错误或还没有汇总结果；4 发送失败。
+    示例：
+      consolidate mail --dry-run      # 先生成 .eml 文件检查
+      consolidate mail
+    """
+    from .operations import send_report
+
+    config = _load(config_path)
+    try:
+        outcome = send_report(config, force=force, dry_run=dry_run)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except MailError as exc:
+        _fail(str(exc), EXIT_MAIL)
+    click.echo(outcome["message"])
+
+
+@cli.command()
+@config_option
+@click.option("--dry-run", is_flag=True, help="不发送，把每封邮件写入 outbox/reminders/<单位>.eml 供检查。")
+@click.option("--force", is_flag=True, help="今天已经催报过的单位，也再发送一次。")
+def remind(config_path: str, dry_run: bool, force: bool):
+    """催报：给未报送的单位发催报邮件（附本单位填报模板），给报表被拒收的单位发问题清单。
+
+    依据最近一次汇总的结果（请先运行 consolidate run）。单位邮箱取自任务清单的“联系邮箱”列或 config.toml 的 [units]（两处都有时以 config.toml 为准）；没有邮箱的单位列出，不发送。每个单位每天最多发送一封。
+
+    \b
+    退出码：0 完成；2 配置错误或还没有汇总结果；4 有邮件发送失败（再次运行会补发）。
+    示例：
+      consolidate remind --dry-run
+      consolidate remind
+    """
+    from .operations import send_reminders
+
+    config = _load(config_path)
+    try:
+        outcome = send_reminders(config, force=force, dry_run=dry_run)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except MailError as exc:
+        _fail(str(exc), EXIT_MAIL)
+    click.echo(outcome["message"])
+    if outcome["failed"] and not dry_run:
+        _fail(f"{len(outcome['failed'])} 个单位的催报邮件发送失败，原因见上。", EXIT_MAIL)
+
+
+@cli.command()
+@config_option
+@click.option("--unit", "units", multiple=True, help="只生成这个单位的模板（可写多次）；不写则每个单位一份。")
+def templates(config_path: str, units: tuple[str, ...]):
+    """生成各单位的填报模板：outbox/templates/<单位>_<期间>_填报模板.xlsx。
+
+    模板中已填好本单位的指标编号、项目名称、指标任务、目标值、计量单位和上期累计数（锁定），单位只需填写浅黄色单元格（已完成、完成率、排名、进度阶段、完成情况、备注）和填报人、联系电话。模板内含隐藏的单位和期间信息，单位改了文件名也能识别。工作表保护未设密码。
+
+    \b
+    示例：
+      consolidate templates                    # 每个单位一份
+      consolidate templates --unit 区人社局    # 只生成区人社局的
+    """
+    from .templates import templates_for_config
+
+    config = _load(config_path)
+    try:
+        written = templates_for_config(config, units)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except OSError as exc:
+        _fail(f"写入模板失败：{exc}", EXIT_CONFIG)
+    click.echo(f"已生成 {len(written)} 份填报模板（{config.report.period}）：")
+    for path in written:
+        click.echo(f"  {path}")
 
 
 def main():  # pragma: no cover - console entry

@@ -75,9 +75,10 @@ def checkpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def previous_period(period: str) -> str:
+def previous_period(period: str) -> str | None:
+    """The period whose cumulative values this one continues; None in January (a new year)."""
     year, month = int(period[:4]), int(period[5:7])
-    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+    return None if month == 1 else f"{year}-{month - 1:02d}"
 
 
 def run(config: Config, *, progress=None, now: float | None = None) -> RunResult:
@@ -269,7 +270,7 @@ def consolidate(store: Store, config: Config, tasks: pd.DataFrame, period: str, 
     superseded_issues = [issue for issue in superseded_issues if issue.file in present_names]
     stale = files[(files["status"] == "rejected") & is_replaced & is_present]
     superseded_issues += [_superseded_by(chosen, item.unit, item.file) for item in stale.itertuples(index=False)]
-    previous = _previous_values(store, previous_period(period))
+    previous = previous_values(store, period)
     merged = merge_tasks(tasks, chosen, previous)
     computed = compute_master(merged, config.report.month, config.report.severe_lag_points)
     issues = (
@@ -304,12 +305,19 @@ def _superseded_by(chosen: pd.DataFrame, unit: str, older: str) -> Issue:
     return superseded_issue(unit, older, newest)
 
 
-def _previous_values(store: Store, period: str) -> pd.DataFrame:
-    rows = store.period_rows(period)
+def previous_values(store: Store, period: str) -> pd.DataFrame | None:
+    """The values (code, unit, completed) the table used in the period before ``period``.
+
+    None in January: a new year's cumulative count continues nothing.
+    """
+    before = previous_period(period)
+    if before is None:
+        return None
+    rows = store.period_rows(before)
     if rows.empty:
-        return rows
-    chosen, _ = choose_returns(rows, store.period_files(period))
-    return chosen[["code", "unit", "completed"]].drop_duplicates(["code", "unit"])
+        return None
+    chosen, _ = choose_returns(rows, store.period_files(before))
+    return chosen[["code", "unit", "completed"]].drop_duplicates(["code", "unit"]).reset_index(drop=True)
 
 
 def _workbook_input(config: Config, tasks: pd.DataFrame, result: RunResult) -> WorkbookInput:

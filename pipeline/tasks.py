@@ -134,8 +134,18 @@ def _task_record(row, columns, plan_columns, row_number, sheet, problems) -> dic
     plan = {}
     for month, index in plan_columns.items():
         share = parse_number(row[index] if index < len(row) else None)
-        if share.value is not None:
-            plan[month] = share.value if share.percent or share.value <= 1 else share.value / 100
+        if share.value is None:
+            continue
+        if share.percent or share.value <= 1:
+            plan[month] = share.value  # "40%" or 0.4: a share of the target
+        elif target.value:
+            plan[month] = share.value / target.value  # a planned cumulative count
+        else:
+            problems.append(f"{sheet}!{cell_address(row_number, index)} 计划进度“{clean_text(row[index])}”"
+                            "应为百分数（如 40%），或在有目标值时填计划累计数")  # fmt: skip
+            continue
+        if plan[month] > 1 + 1e-9:
+            problems.append(f"{sheet}!{cell_address(row_number, index)} 计划进度超过目标值（{plan[month]:.0%}）")
     return {
         "code": code,
         "seq": int(seq.value) if seq.value is not None else 0,

@@ -134,3 +134,16 @@ def test_city_level_ranks_among_the_twelve_with_the_task(tmp_path):
     assert screening[COUNTIES[13]]["状态"] == "未报送" and screening[COUNTIES[13]]["排名"] is None
     summary_sheet = ws.sheet_rows("汇总表")
     assert any("填报单位" in (row or ()) for row in summary_sheet)
+
+
+def test_planned_counts_become_shares_and_bad_plans_name_the_cell(tmp_path):
+    from pipeline.errors import ConfigError
+    from pipeline.tasks import read_task_list
+
+    path = tmp_path / "tasks.csv"
+    header = "指标编号,序号,级别,项目名称,指标任务,目标值,计量单位,指标类型,牵头领导,牵头责任单位,二季度,四季度\n"
+    path.write_text(header + "1-1,1,区级,p,i,200,人,数量,l,区人社局,50,100%\n", encoding="utf-8")
+    assert read_task_list(path)["plan"].iloc[0] == {6: 0.25, 12: 1.0}
+    path.write_text(header + "1-1,1,区级,p,i,200,人,数量,l,区人社局,500,\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="K2 计划进度超过目标值"):
+        read_task_list(path)

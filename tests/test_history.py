@@ -286,3 +286,15 @@ def test_a_file_updated_in_place_replaces_its_old_version(workspace):
     assert result.exit_code == 0
     row = next(r for r in workspace.detail() if r["指标编号"] == "1-1")
     assert row["已完成"] == 3500 and row["来源文件"] == path.name
+
+
+def test_january_continues_nothing_from_december(workspace):
+    good_return(workspace, value=8000)
+    workspace.write_config("2023-12")
+    run(workspace)
+    workspace.write_config("2024-01")
+    good_return(workspace, name="区人社局1月.xlsx", value=500, mtime=OLD + 10)
+    run(workspace)
+    row = next(r for r in workspace.detail() if r["指标编号"] == "1-1")
+    assert (row["上期累计"], row["本期新增"], row["已完成"]) == (None, None, 500)
+    assert not any("比上期" in i["问题"] for i in workspace.issues())

@@ -1,125 +1,248 @@
-"""统计: counts by level and status, per-unit figures and ranking, and two native charts."""
+"""统计: counts and shares by level and status, per-unit figures and ranking, two native charts.
+
+The chart data sits in plain columns to the right of the tables (headed 图表数据), so the
+charts stay live when someone edits a number, and nothing is hidden from a reader.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from .styles import STATUS_COLOURS
+from .styles import LEGEND_STATUSES, STATUS_COLOURS, status_light
 
-QUANTITY_STATUSES = ["已完成", "正常", "滞后", "严重滞后", "未报送"]
+STAGE_STATUSES = ("未开工", "前期工作", "推进中", "基本完成")
+# Chart fills for 节点 stages: shades of the light they are coloured as.
+STAGE_FILLS = {"未开工": "#F4B183", "前期工作": "#E2F0D9", "推进中": "#A9D18E", "基本完成": "#70AD47"}
+LAGGING = ("滞后", "严重滞后")
+UNIT_COLUMNS = [
+    "排名",
+    "单位",
+    "任务数",
+    "是否报送",
+    "数量类指标",
+    "已完成",
+    "滞后",
+    "其中严重滞后",
+    "未报送指标",
+    "平均完成率",
+]
+CHART_DATA_COL = 14
 
 
 def unit_table(master: pd.DataFrame, missing_units: list[str]) -> pd.DataFrame:
-    """Per unit: tasks, returned, completed, lagging, average rate, and the unit ranking.
+    """Per unit: tasks, returned or not, completed, lagging, average rate, and the unit ranking.
 
-    Ranking rule (README): units with at least one rated indicator, by average 完成率 of their
-    数量 indicators (each capped at 100 % so one over-achieved item cannot hide a lagging one),
-    descending; ties share the best rank.
+    Ranking rule (README, 统计): a unit's score is the average 完成率 of its 数量 indicators that
+    have a target, each capped at 100 % (so one over-achieved item cannot hide a lagging one),
+    an indicator it left without a value counting as 0. Units are ranked by score, highest
+    first; equal scores share the best rank (1, 2, 2, 4). A unit with no return this period
+    (未报送) or with only 节点 indicators has no score and is not ranked; they are listed last.
     """
     rows = []
     for unit, group in master.groupby("unit", sort=False):
-        rated = group["rate"].dropna()
+        quantity = group[(group["kind"] == "数量") & (group["target"] > 0)]
+        returned = unit not in missing_units and bool(group["returned"].any())
+        score = quantity["rate"].fillna(0).clip(upper=1).mean() if returned and not quantity.empty else float("nan")
         rows.append(
             {
                 "单位": unit,
                 "任务数": len(group),
-                "是否报送": "否" if unit in missing_units else "是",
+                "是否报送": "是" if returned else "否",
+                "数量类指标": len(quantity),
                 "已完成": int((group["status"] == "已完成").sum()),
-                "滞后": int(group["status"].isin(["滞后", "严重滞后"]).sum()),
-                "平均完成率": rated.clip(upper=1).mean() if not rated.empty else float("nan"),
+                "滞后": int(group["status"].isin(LAGGING).sum()),
+                "其中严重滞后": int((group["status"] == "严重滞后").sum()),
+                "未报送指标": int((group["status"] == "未报送").sum()),
+                "平均完成率": score,
             }
         )
-    table = pd.DataFrame(rows, columns=["单位", "任务数", "是否报送", "已完成", "滞后", "平均完成率"])
-    table["排名"] = table["平均完成率"].rank(method="min", ascending=False).astype("Int64")
-    return table.sort_values(["排名", "单位"], na_position="last", kind="stable").reset_index(drop=True)
+    table = pd.DataFrame(rows, columns=UNIT_COLUMNS[1:])
+    table["平均完成率"] = table["平均完成率"].astype("float64")
+    table.insert(0, "排名", table["平均完成率"].round(9).rank(method="min", ascending=False).astype("Int64"))
+    return table.sort_values("排名", na_position="last", kind="stable").reset_index(drop=True)
+
+
+def status_counts(master: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+    """(levels, counts): one row per level (and 合计), a column per status that occurs (the five
+    lights always), 合计, and the share of rated 数量 indicators at or above 序时进度."""
+    levels = [lvl for lvl in ("省级", "市级", "区级", "县级") if lvl in set(master["level"])]
+    levels += sorted(set(master["level"]) - set(levels) - {""})
+    if not levels or (master["level"] == "").any():
+        levels.append("其他" if levels else "全部")
+    statuses = list(LEGEND_STATUSES) + [s for s in STAGE_STATUSES if s in set(master["status"])]
+    records = []
+    for level in [*levels, "合计"]:
+        if level == "合计" or level == "全部":
+            group = master
+        elif level == "其他":
+            group = master[~master["level"].isin(levels)]
+        else:
+            group = master[master["level"] == level]
+        record = {"级别": level, **{s: int((group["status"] == s).sum()) for s in statuses}, "合计": len(group)}
+        rated = group[group["rate"].notna()]
+        record["达到序时进度"] = float((rated["rate"] >= rated["schedule"] - 1e-12).mean()) if len(rated) else None
+        records.append(record)
+    return statuses, pd.DataFrame.from_records(records)
 
 
 def write_statistics_sheet(book, styles, data) -> None:
     sheet = book.add_worksheet("统计")
     master = data.master
-    sheet.set_column(0, 0, 16)
-    sheet.set_column(1, 8, 11)
-    sheet.write_string(0, 0, f"{data.title}（{data.period_label}）统计", styles.subtitle)
-    # Status by level.
-    levels = [lvl for lvl in ("省级", "市级", "区级", "县级") if lvl in set(master["level"])] or ["全部"]
-    statuses = QUANTITY_STATUSES + [s for s in ("未开工", "前期工作", "推进中", "基本完成") if s in set(master["status"])]
-    top = 2
-    sheet.write_string(top, 0, "级别", styles.header)
-    for col, status in enumerate(statuses, start=1):
-        sheet.write_string(top, col, status, styles.status(status))
-    sheet.write_string(top, len(statuses) + 1, "合计", styles.header)
-    sheet.write_string(top, len(statuses) + 2, "完成率≥序时占比", styles.header)
-    for offset, level in enumerate(levels, start=1):
-        group = master if level == "全部" else master[master["level"] == level]
-        sheet.write_string(top + offset, 0, level, styles.center)
+    statuses, counts = status_counts(master)
+    width = len(statuses) + 3
+    sheet.set_column(0, 0, 10)
+    sheet.set_column(1, 1, 18)
+    sheet.set_column(2, max(width, len(UNIT_COLUMNS)), 10)
+    sheet.set_column(CHART_DATA_COL, CHART_DATA_COL, 18)
+    sheet.set_column(CHART_DATA_COL + 1, CHART_DATA_COL + 3, 10)
+    sheet.merge_range(
+        0, 0, 0, max(width - 1, len(UNIT_COLUMNS) - 1), f"{data.title}（{data.period_label}）统计", styles.subtitle
+    )
+    sheet.set_row(0, 28)
+    returned = len(data.units) - len(data.missing_units)
+    quantity = int((master["kind"] == "数量").sum())
+    sheet.write_string(
+        1, 0,
+        f"序时进度 {data.month}/12 = {data.month / 12:.2%}；共 {len(master)} 个指标（数量类 {quantity} 个，"
+        f"节点类 {len(master) - quantity} 个）；已报送单位 {returned}/{len(data.units)} 个。",
+    )  # fmt: skip
+
+    # 一、二: counts and shares by level and status.
+    top = 3
+    table_rows = len(counts)
+    for section, (heading, as_share) in enumerate(
+        (("一、各级别指标状态（个）", False), ("二、各级别指标状态占比", True))
+    ):
+        start = top + section * (table_rows + 3)
+        sheet.write_string(start, 0, heading, styles.heading)
+        header = start + 1
+        sheet.write_string(header, 0, "级别", styles.header)
         for col, status in enumerate(statuses, start=1):
-            sheet.write_number(top + offset, col, int((group["status"] == status).sum()), styles.number)
-        sheet.write_number(top + offset, len(statuses) + 1, len(group), styles.number)
-        rated = group["rate"].notna()
-        share = (group.loc[rated, "rate"] >= group.loc[rated, "schedule"]).mean() if rated.any() else None
-        if share is None:
-            sheet.write_blank(top + offset, len(statuses) + 2, None, styles.percent)
-        else:
-            sheet.write_number(top + offset, len(statuses) + 2, float(share), styles.percent)
-    total_row = top + len(levels) + 1
-    sheet.write_string(total_row, 0, "合计", styles.header)
-    for col, status in enumerate(statuses, start=1):
-        sheet.write_number(total_row, col, int((master["status"] == status).sum()), styles.number)
-    sheet.write_number(total_row, len(statuses) + 1, len(master), styles.number)
+            sheet.write_string(header, col, status, styles.status(status))
+        sheet.write_string(header, len(statuses) + 1, "合计", styles.header)
+        sheet.write_string(header, len(statuses) + 2, "达到序时进度的数量类指标占比", styles.header)
+        sheet.set_row(header, 45)
+        for offset, record in enumerate(counts.to_dict("records"), start=1):
+            row = header + offset
+            label_style = styles.header if record["级别"] == "合计" else styles.center
+            sheet.write_string(row, 0, record["级别"], label_style)
+            total = record["合计"]
+            for col, status in enumerate(statuses, start=1):
+                if as_share:
+                    share = record[status] / total if total else 0.0
+                    sheet.write_number(row, col, share, styles.percent)
+                else:
+                    sheet.write_number(row, col, record[status], styles.number)
+            if as_share:
+                sheet.write_number(row, len(statuses) + 1, 1.0 if total else 0.0, styles.percent)
+            else:
+                sheet.write_number(row, len(statuses) + 1, total, styles.number)
+            reached = record["达到序时进度"]
+            if reached is None or pd.isna(reached):
+                sheet.write_blank(row, len(statuses) + 2, None, styles.percent)
+            else:
+                sheet.write_number(row, len(statuses) + 2, reached, styles.percent)
+    count_header = top + 1
+    level_rows = (count_header + 1, count_header + table_rows - 1)  # without 合计
 
-    # Per unit.
+    # 三: per unit, with the ranking.
     units = unit_table(master, data.missing_units)
-    unit_top = total_row + 3
-    headers = list(units.columns)
-    for col, name in enumerate(headers):
-        sheet.write_string(unit_top, col, name, styles.header)
-    for offset, item in enumerate(units.itertuples(index=False), start=1):
-        row = unit_top + offset
-        sheet.write_string(row, 0, item.单位, styles.text)
-        sheet.write_number(row, 1, item.任务数, styles.number)
-        sheet.write_string(row, 2, item.是否报送, styles.center)
-        sheet.write_number(row, 3, item.已完成, styles.number)
-        sheet.write_number(row, 4, item.滞后, styles.number)
-        if pd.isna(item.平均完成率):
-            sheet.write_blank(row, 5, None, styles.percent)
-            sheet.write_blank(row, 6, None, styles.center)
+    unit_top = top + 2 * (table_rows + 3)
+    sheet.write_string(unit_top, 0, "三、各单位完成情况与排名", styles.heading)
+    for col, name in enumerate(UNIT_COLUMNS):
+        sheet.write_string(unit_top + 1, col, name, styles.header)
+    sheet.set_row(unit_top + 1, 30)
+    for offset, item in enumerate(units.to_dict("records"), start=1):
+        row = unit_top + 1 + offset
+        if pd.isna(item["排名"]):
+            sheet.write_string(row, 0, "不排名", styles.center)
         else:
-            sheet.write_number(row, 5, float(item.平均完成率), styles.percent)
-            sheet.write_number(row, 6, int(item.排名), styles.center)
+            sheet.write_number(row, 0, int(item["排名"]), styles.center)
+        sheet.write_string(row, 1, item["单位"], styles.text)
+        sheet.write_number(row, 2, item["任务数"], styles.number)
+        sheet.write_string(
+            row, 3, item["是否报送"], styles.status("未报送") if item["是否报送"] == "否" else styles.center
+        )
+        for col, name in enumerate(UNIT_COLUMNS[4:9], start=4):
+            sheet.write_number(row, col, item[name], styles.number)
+        if pd.isna(item["平均完成率"]):
+            sheet.write_blank(row, 9, None, styles.percent)
+        else:
+            sheet.write_number(row, 9, float(item["平均完成率"]), styles.percent)
+    rule_row = unit_top + 2 + len(units)
+    sheet.merge_range(
+        rule_row, 0, rule_row, len(UNIT_COLUMNS) - 1,
+        "排名规则：按各单位数量类指标（有目标值）的平均完成率从高到低排名，单项完成率超过100%的按100%计，"
+        "未填完成数的指标按0计；平均完成率相同的名次并列（1、2、2、4）。本期未报送的单位和只有节点类指标的单位不参与排名。",
+        styles.note,
+    )  # fmt: skip
+    sheet.set_row(rule_row, 30)
 
-    # Chart data: rate per rated indicator against 序时进度 (kept beside the charts).
+    # 四: charts, from the data beside the tables.
+    chart_top = rule_row + 2
+    sheet.write_string(chart_top, 0, "四、图表", styles.heading)
     rated = master[master["rate"].notna()]
-    data_col = 10
-    sheet.write_string(top, data_col, "指标", styles.header)
-    sheet.write_string(top, data_col + 1, "完成率", styles.header)
-    sheet.write_string(top, data_col + 2, "序时进度", styles.header)
-    for offset, item in enumerate(rated.itertuples(index=False), start=1):
-        label = item.code if master["unit"].nunique() == 1 else f"{item.code} {item.unit}"
-        sheet.write_string(top + offset, data_col, label)
-        sheet.write_number(top + offset, data_col + 1, float(item.rate), styles.plain_percent)
-        sheet.write_number(top + offset, data_col + 2, float(item.schedule), styles.plain_percent)
+    sheet.write_string(top, CHART_DATA_COL, "图表数据（供图表引用）", styles.heading)
+    sheet.write_string(top + 1, CHART_DATA_COL, "指标", styles.header)
+    sheet.write_string(top + 1, CHART_DATA_COL + 1, "完成率", styles.header)
+    sheet.write_string(top + 1, CHART_DATA_COL + 2, "序时进度", styles.header)
+    sheet.write_string(top + 1, CHART_DATA_COL + 3, "状态", styles.header)
+    several = master["unit"].nunique() > 1 and master.groupby("code")["unit"].nunique().max() > 1
+    for offset, item in enumerate(rated.itertuples(index=False), start=2):
+        label = f"{item.code} {item.unit}" if several else item.code
+        sheet.write_string(top + offset, CHART_DATA_COL, label)
+        sheet.write_number(top + offset, CHART_DATA_COL + 1, float(item.rate), styles.plain_percent)
+        sheet.write_number(top + offset, CHART_DATA_COL + 2, float(item.schedule), styles.plain_percent)
+        sheet.write_string(top + offset, CHART_DATA_COL + 3, item.status)
     if not rated.empty:
-        first, last = top + 1, top + len(rated)
+        first, last = top + 2, top + 1 + len(rated)
+        categories = ["统计", first, CHART_DATA_COL, last, CHART_DATA_COL]
         chart = book.add_chart({"type": "column"})
-        chart.add_series({"name": "完成率", "categories": ["统计", first, data_col, last, data_col],
-                          "values": ["统计", first, data_col + 1, last, data_col + 1], "fill": {"color": "#5B9BD5"}})
+        chart.add_series({
+            "name": "完成率",
+            "categories": categories,
+            "values": ["统计", first, CHART_DATA_COL + 1, last, CHART_DATA_COL + 1],
+            "fill": {"color": "#5B9BD5"},
+            "points": [{"fill": {"color": STATUS_COLOURS[status_light(s)][1]}, "border": {"color": "#7F7F7F"}}
+                       for s in rated["status"]],
+            "gap": 60,
+        })  # fmt: skip
         line = book.add_chart({"type": "line"})
-        line.add_series({"name": "序时进度", "categories": ["统计", first, data_col, last, data_col],
-                         "values": ["统计", first, data_col + 2, last, data_col + 2],
-                         "line": {"color": "#C00000", "width": 2, "dash_type": "dash"}, "marker": {"type": "none"}})
+        line.add_series({
+            "name": "序时进度",
+            "categories": categories,
+            "values": ["统计", first, CHART_DATA_COL + 2, last, CHART_DATA_COL + 2],
+            "line": {"color": "#C00000", "width": 2, "dash_type": "dash"},
+            "marker": {"type": "none"},
+        })  # fmt: skip
         chart.combine(line)
-        chart.set_title({"name": "各指标完成率与序时进度"})
-        chart.set_y_axis({"num_format": "0%", "min": 0})
-        chart.set_size({"width": 900, "height": 360})
+        chart.set_title({"name": "各指标完成率与序时进度（柱色同状态）", "name_font": {"size": 12}})
+        chart.set_x_axis({"num_font": {"rotation": -45, "size": 8}})
+        chart.set_y_axis(
+            {"num_format": "0%", "min": 0, "major_gridlines": {"visible": True, "line": {"color": "#D9D9D9"}}}
+        )
+        chart.set_size({"width": 960, "height": 380})
         chart.set_legend({"position": "bottom"})
-        sheet.insert_chart(unit_top + len(units) + 3, 0, chart)
+        sheet.insert_chart(chart_top + 1, 0, chart)
     status_chart = book.add_chart({"type": "column", "subtype": "stacked"})
     for col, status in enumerate(statuses, start=1):
-        colour = STATUS_COLOURS.get(status, ("#000000", "#A5A5A5"))[1]
-        status_chart.add_series({"name": ["统计", top, col], "categories": ["统计", top + 1, 0, top + len(levels), 0],
-                                 "values": ["统计", top + 1, col, top + len(levels), col],
-                                 "fill": {"color": colour}, "border": {"color": "#7F7F7F"}})
-    status_chart.set_title({"name": "各级别指标状态"})
-    status_chart.set_size({"width": 560, "height": 320})
-    status_chart.set_legend({"position": "bottom"})
-    sheet.insert_chart(unit_top + len(units) + 22, 0, status_chart)
+        fill = STAGE_FILLS.get(status) or STATUS_COLOURS[status][1]
+        status_chart.add_series({
+            "name": ["统计", count_header, col],
+            "categories": ["统计", level_rows[0], 0, level_rows[1], 0],
+            "values": ["统计", level_rows[0], col, level_rows[1], col],
+            "fill": {"color": fill},
+            "border": {"color": "#7F7F7F"},
+            "gap": 80,
+        })  # fmt: skip
+    status_chart.set_title({"name": "各级别指标状态（个）", "name_font": {"size": 12}})
+    status_chart.set_y_axis({"major_gridlines": {"visible": True, "line": {"color": "#D9D9D9"}}})
+    status_chart.set_size({"width": 600, "height": 340})
+    status_chart.set_legend({"position": "right"})
+    sheet.insert_chart(chart_top + 21, 0, status_chart)
+    sheet.set_h_pagebreaks([chart_top, chart_top + 20])  # printed: tables, then one chart a page
+    sheet.set_landscape()
+    sheet.set_paper(9)
+    sheet.fit_to_pages(1, 0)
+    sheet.print_area(0, 0, chart_top + 40, CHART_DATA_COL - 1)
+    sheet.set_footer("&C— &P —")

@@ -1,13 +1,19 @@
-"""Write the consolidated workbook with xlsxwriter: 汇总表, 明细, 问题清单, 未报送 and friends.
+"""Write the consolidated workbook with xlsxwriter: 汇总表, 明细, 问题清单, 未报送, 滞后事项, 统计.
 
 Every text cell is written with ``write_string``: a narrative that starts with "=" stays text
 (output is data, never code). The file is written to a temporary name beside the target and
 renamed into place by the caller, so a reader never sees half a workbook.
+
+汇总表 is the page the leaders print: the reference table's layout (title, period line, 序号 /
+项目名称及指标任务 / 牵头领导 / 牵头责任单位 / 完成情况 / 备注) plus the computed columns, grouped
+by level, the project cells merged over their indicator rows, statuses as a traffic light with a
+coloured legend, A4 landscape fitted to the page width, the header row repeated on every page.
 """
 
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,10 +21,18 @@ import pandas as pd
 import xlsxwriter
 
 from ..errors import ERROR, Issue
-from .styles import STATUS_COLOURS, Styles
+from ..text import text_key
+from .styles import LEGEND_STATUSES, STATUS_COLOURS, Styles
 
 LEVEL_ORDER = ("省级", "市级", "区级", "县级")
 LEVEL_NUMERALS = "一二三四五六七八九十"
+A4 = 9
+LINE_POINTS = 1.3  # row height per line of wrapped text, as a multiple of the font size
+MAX_ROW_HEIGHT = 409  # Excel's limit, in points
+# A4 landscape less the margins of print_setup, in points; breaks leave a little to spare.
+PRINTABLE_WIDTH = 842 - 72 * 0.8
+PRINTABLE_HEIGHT = 595 - 72 * 1.1
+PAGE_SAFETY = 0.97
 
 
 @dataclass
@@ -46,6 +60,16 @@ class WorkbookInput:
     def period_label(self) -> str:
         return f"1-{self.month}月" if self.month > 1 else "1月"
 
+    @property
+    def period_line(self) -> str:
+        """The reference table's second line: （1月至5月份完成情况）."""
+        return f"（1月至{self.month}月份完成情况）" if self.month > 1 else "（1月份完成情况）"
+
+    @property
+    def units(self) -> list[str]:
+        """Reporting units in task-list order."""
+        return list(dict.fromkeys(self.tasks["unit"])) if "unit" in self.tasks else []
+
 
 def workbook_name(title: str, period: str) -> str:
     """outbox/<title>（1-M月）.xlsx"""
@@ -67,8 +91,7 @@ def write_workbook(data: WorkbookInput, path: Path) -> None:
     )
     book.set_properties({"title": f"{data.title}（{data.period_label}）", "author": "consolidate"})
     styles = Styles(book, data.title_font, data.body_font)
-    multi_unit = data.master.groupby("code")["unit"].nunique().max() > 1 if not data.master.empty else False
-    write_summary(book, styles, data, multi_unit)
+    write_summary(book, styles, data)
     write_detail(book, styles, data)
     write_issues(book, styles, data)
     write_missing(book, styles, data)
@@ -77,118 +100,294 @@ def write_workbook(data: WorkbookInput, path: Path) -> None:
     book.close()
 
 
+def print_setup(sheet, *, repeat_row: int | None = None, landscape: bool = True) -> None:
+    """A4, fitted to the page width (as many pages down as needed), page number in the footer."""
+    if landscape:
+        sheet.set_landscape()
+    sheet.set_paper(A4)
+    sheet.fit_to_pages(1, 0)
+    sheet.set_margins(left=0.4, right=0.4, top=0.5, bottom=0.6)
+    sheet.center_horizontally()
+    sheet.set_footer("&C— &P —")
+    if repeat_row is not None:
+        sheet.repeat_rows(repeat_row)
+
+
 # -- 汇总表 ------------------------------------------------------------------------------------
 
 
-def write_summary(book, styles: Styles, data: WorkbookInput, multi_unit: bool) -> None:
-    sheet = book.add_worksheet("汇总表")
+@dataclass(frozen=True)
+class Column:
+    key: str  # master column, or a name handled by the writer
+    header: str
+    width: float
+    kind: str  # text, center, number, percent, status, rank
+
+
+def summary_columns(master: pd.DataFrame, month: int) -> list[Column]:
+    """The 汇总表 columns; 填报单位, 序时进度 and 排名 only when they say something."""
+    multi_unit = bool(not master.empty and master.groupby("code")["unit"].nunique().max() > 1)
+    planned = bool(not master.empty and (master["schedule"] - month / 12).abs().max() > 1e-9)
+    ranked = bool(not master.empty and master["rank"].notna().any())
+    # Long remarks get a wider 备注 (taken from 完成情况), so no row grows a page tall.
+    longest = max((len(text) for text in master["remarks"] if isinstance(text, str)), default=0)
+    remarks_extra = 8 if longest > 40 else 0
     columns = [
-        ("序号", 5),
-        ("项目名称", 16),
-        ("指标任务", 26),
-        ("牵头领导", 8),
-        ("牵头责任单位", 12),
-        *([("填报单位", 11)] if multi_unit else []),
-        ("目标值", 9),
-        ("已完成", 9),
-        ("完成率", 8),
-        ("状态", 8),
-        ("排名", 7),
-        ("完成情况", 40),
-        ("备注", 14),
+        Column("seq", "序号", 5, "center"),
+        Column("project", "项目名称及指标任务", 14, "text"),
+        Column("indicator", "", 26, "text"),
+        Column("leader", "牵头领导", 8, "center"),
+        Column("lead_units", "牵头责任单位", 12, "center"),
+        *([Column("unit", "填报单位", 11, "center")] if multi_unit else []),
+        Column("measure", "计量\n单位", 7, "center"),
+        Column("target", "目标值", 10, "number"),
+        Column("completed", "已完成", 10, "number"),
+        Column("rate", "完成率", 9, "percent"),
+        *([Column("schedule", "序时进度", 9, "percent")] if planned else []),
+        Column("status", "状态", 9, "status"),
+        *([Column("rank", "排名", 8, "rank")] if ranked else []),
+        Column("narrative", "完成情况", 44 - remarks_extra, "text"),
+        Column("remarks", "备注", 12 + remarks_extra, "text"),
     ]
-    index = {name: i for i, (name, _) in enumerate(columns)}
-    last = len(columns) - 1
-    for col, (_, width) in enumerate(columns):
-        sheet.set_column(col, col, width)
-    sheet.merge_range(0, 0, 0, last, data.title, styles.title)
-    sheet.set_row(0, 36)
-    sheet.merge_range(1, 0, 1, last, f"（1月至{data.month}月份完成情况）", styles.subtitle)
-    sheet.set_row(1, 22)
-    legend = "状态：" + "  ".join(STATUS_COLOURS_LEGEND)
-    sheet.merge_range(2, 0, 2, last, f"序时进度 {data.month}/12 = {data.month / 12:.2%}    {legend}", styles.note)
-    header_row = 3
-    for name, col in index.items():
-        if name in ("项目名称", "指标任务"):
-            continue
-        sheet.write_string(header_row, col, name, styles.header)
-    sheet.merge_range(header_row, index["项目名称"], header_row, index["指标任务"], "项目名称及指标任务", styles.header)
-    sheet.set_row(header_row, 30)
-    row = header_row + 1
+    return columns
+
+
+def write_summary(book, styles: Styles, data: WorkbookInput) -> None:
+    sheet = book.add_worksheet("汇总表")
     master = data.master
-    levels = [level for level in LEVEL_ORDER if level in set(master["level"])] + sorted(
-        set(master["level"]) - set(LEVEL_ORDER) - {""}
-    )
-    if (master["level"] == "").any():
-        levels.append("")
+    columns = summary_columns(master, data.month)
+    index = {column.key: i for i, column in enumerate(columns)}
+    widths = [column.width for column in columns]
+    last = len(columns) - 1
+    for col, column in enumerate(columns):
+        sheet.set_column(col, col, column.width)
+    sheet.merge_range(0, 0, 0, last, data.title, styles.title)
+    sheet.set_row(0, 40)
+    sheet.merge_range(1, 0, 1, last, data.period_line, styles.subtitle)
+    sheet.set_row(1, 24)
+    legend_height = _write_legend(sheet, styles, data, index, widths)
+    header_row = 3
+    for col, column in enumerate(columns):
+        if column.key not in ("project", "indicator"):
+            sheet.write_string(header_row, col, column.header, styles.header)
+    sheet.merge_range(header_row, index["project"], header_row, index["indicator"], "项目名称及指标任务", styles.header)
+    sheet.set_row(header_row, 32)
+    row = header_row + 1
+    heights = {0: 40.0, 1: 24.0, 2: legend_height, header_row: 32.0}
+    blocks = []  # (first row, last row) that should not be split over two printed pages
+    levels = _levels(master)
     for number, level in enumerate(levels):
         group = master[master["level"] == level]
+        band = None
         if len(levels) > 1 and level:
             projects = group["seq"].nunique()
             title = f"{LEVEL_NUMERALS[number % 10]}、{level}重点民生实事（{projects}项）"
             sheet.merge_range(row, 0, row, last, title, styles.band)
             sheet.set_row(row, 22)
+            heights[row] = 22.0
+            band = row
             row += 1
         for _, project in group.groupby(["seq", "project"], sort=False):
-            row = _write_project(sheet, styles, project, row, index, multi_unit)
-    footnote = data.footnote or _footnote(master)
+            start = row
+            row, project_heights = _write_project(sheet, styles, project, row, columns, index, widths)
+            heights.update(zip(range(start, row), project_heights, strict=True))
+            blocks.append((band if band is not None else start, row - 1))
+            band = None
+    footnote = data.footnote or level_footnote(master)
     if footnote:
-        sheet.merge_range(row + 1, 0, row + 1, last, footnote, styles.note)
-        sheet.set_row(row + 1, 30)
-    sheet.freeze_panes(header_row + 1, 0)
-    sheet.repeat_rows(header_row)
-    sheet.set_landscape()
-    sheet.set_paper(9)  # A4
-    sheet.fit_to_pages(1, 0)
-    sheet.set_margins(left=0.4, right=0.4, top=0.6, bottom=0.6)
-    sheet.center_horizontally()
-    sheet.set_footer("&C— &P —")
-    sheet.hide_gridlines(0)
-
-
-STATUS_COLOURS_LEGEND = ["■已完成", "■正常", "■滞后", "■严重滞后", "■未报送"]
-
-
-def _write_project(sheet, styles: Styles, project: pd.DataFrame, row: int, index: dict, multi_unit: bool) -> int:
-    first = row
-    for item in project.itertuples(index=False):
-        status_format = styles.status(item.status)
-        _text(sheet, row, index["指标任务"], item.indicator, styles.text)
-        if multi_unit:
-            _text(sheet, row, index["填报单位"], item.unit, styles.center)
-        _number(sheet, row, index["目标值"], item.target, styles.number)
-        _number(sheet, row, index["已完成"], item.completed, styles.number)
-        _number(sheet, row, index["完成率"], item.rate, styles.percent)
-        _text(sheet, row, index["状态"], item.status, status_format)
-        rank = "" if pd.isna(item.rank) else f"{int(item.rank)}/{int(item.rank_count)}"
-        _text(sheet, row, index["排名"], rank, styles.center)
-        _text(sheet, row, index["完成情况"], item.narrative, styles.text)
-        _text(sheet, row, index["备注"], item.remarks, styles.text)
-        sheet.set_row(row, _row_height(item.narrative, item.indicator))
+        sheet.merge_range(row, 0, row, last, footnote, styles.note)
+        heights[row] = _height(text_lines(footnote, sum(widths), 10), 10)
+        sheet.set_row(row, heights[row])
+        if blocks:
+            blocks[-1] = (blocks[-1][0], row)
         row += 1
-    head = project.iloc[0]
-    spans = [
-        ("序号", str(head.seq)),
-        ("项目名称", head.project),
-        ("牵头领导", head.leader),
-        ("牵头责任单位", head.lead_units),
-    ]
-    for name, value in spans:
-        col = index[name]
-        style = styles.text if name == "项目名称" else styles.center
-        if row - first > 1:
-            sheet.merge_range(first, col, row - 1, col, "", style)
-        _text(sheet, first, col, value, style)
-    return row
+    breaks = page_breaks(heights, blocks, header_row, widths)
+    if breaks:
+        sheet.set_h_pagebreaks(breaks)
+    sheet.freeze_panes(header_row + 1, 0)
+    print_setup(sheet, repeat_row=header_row)
+    sheet.print_area(0, 0, max(row - 1, header_row), last)
+    sheet.activate()
 
 
-def _row_height(narrative: str, indicator: str) -> float:
-    """Enough lines for the longest wrapped text (about 20 characters a line at width 40)."""
-    lines = max(len(narrative or "") / 20, len(indicator or "") / 13, 1)
-    return min(15 * math.ceil(lines) + 6, 300)
+def _write_legend(sheet, styles: Styles, data: WorkbookInput, index: dict, widths: list[float]) -> float:
+    """Row 3: 序时进度, then the five status colours as coloured cells, then what they mean."""
+    row, last = 2, len(widths) - 1
+    start = index["measure"]
+    schedule = data.month / 12
+    sheet.merge_range(
+        row, 0, row, start - 1,
+        f"序时进度：{data.month}/12 = {schedule:.2%}　　状态图例：", styles.legend_key,
+    )  # fmt: skip
+    for offset, status in enumerate(LEGEND_STATUSES):
+        sheet.write_string(row, start + offset, status, styles.legend(status))
+    explain_from = start + len(LEGEND_STATUSES)
+    explanation = (
+        f"严重滞后：低于序时进度{data.severe_points:g}个百分点以上；未报送：未报送或未填完成数；"
+        "节点类指标显示所处阶段，未开工按滞后着色。"
+    )
+    if "schedule" in index:
+        explanation += "任务清单列明计划进度的指标，序时进度按计划（见“序时进度”列）。"
+    if "rank" in index:
+        explanation += "排名：名次/参与排名的单位数。"
+    explain_width = sum(widths[explain_from:]) if explain_from <= last else 0
+    if explain_from < last:
+        sheet.merge_range(row, explain_from, row, last, explanation, styles.legend_label)
+    elif explain_from == last:
+        sheet.write_string(row, last, explanation, styles.legend_label)
+    lines = text_lines(explanation, explain_width, 10) if explain_width else 1
+    height = max(24.0, _height(lines, 10))
+    sheet.set_row(row, height)
+    return height
 
 
-def _footnote(master: pd.DataFrame) -> str:
+def _levels(master: pd.DataFrame) -> list[str]:
+    present = set(master["level"])
+    levels = [level for level in LEVEL_ORDER if level in present]
+    levels += sorted(present - set(LEVEL_ORDER) - {""})
+    if "" in present:
+        levels.append("")
+    return levels
+
+
+def _write_project(sheet, styles: Styles, project: pd.DataFrame, row: int, columns, index, widths):
+    """One project: a row per (indicator, unit); shared cells merged over their rows."""
+    first_seen = {code: i for i, code in enumerate(dict.fromkeys(project["code"]))}
+    project = project.assign(_code_order=project["code"].map(first_seen)).sort_values(
+        ["_code_order", "order"], kind="stable"
+    )
+    records = project.to_dict("records")
+    first = row
+    heights = []
+    together = _project_is_indicator(records)
+    for offset, record in enumerate(records):
+        lines = 1
+        for col, column in enumerate(columns):
+            if column.key in ("seq", "project", "leader", "lead_units") or (column.key == "indicator" and together):
+                continue  # written below, merged over their rows
+            if column.key == "indicator" and _indicator_run(records, offset) != (offset, offset):
+                continue
+            _write_cell(sheet, styles, row + offset, col, column, record)
+            if column.kind in ("text", "center"):
+                lines = max(lines, text_lines(record.get(column.key), widths[col]))
+        heights.append(lines)
+    heights = [_height(lines) for lines in heights]
+    spans = []  # (first row offset, last row offset, first col, last col, text, style)
+    count = len(records)
+    spans.append((0, count - 1, index["seq"], index["seq"], str(records[0]["seq"]), styles.center))
+    if together:
+        spans.append((0, count - 1, index["project"], index["indicator"], records[0]["indicator"], styles.text))
+    else:
+        spans.append((0, count - 1, index["project"], index["project"], records[0]["project"], styles.text))
+        for start, end in _runs(records, "code"):
+            if end > start:
+                spans.append(
+                    (start, end, index["indicator"], index["indicator"], records[start]["indicator"], styles.text)
+                )
+    for key in ("leader", "lead_units"):
+        for start, end in _runs(records, key):
+            spans.append((start, end, index[key], index[key], records[start][key], styles.center))
+    for start, end, col0, col1, text, style in spans:
+        if start == end and col0 == col1:
+            _text(sheet, first + start, col0, text, style)
+        else:
+            sheet.merge_range(first + start, col0, first + end, col1, "", style)
+            _text(sheet, first + start, col0, text, style)
+        width = sum(widths[col0 : col1 + 1])
+        needed = _height(text_lines(text, width))
+        have = sum(heights[start : end + 1])
+        if needed > have:
+            heights[end] += needed - have
+    heights = [min(height, MAX_ROW_HEIGHT) for height in heights]
+    for offset, height in enumerate(heights):
+        sheet.set_row(first + offset, height)
+    return first + count, heights
+
+
+def page_breaks(heights: dict[int, float], blocks: list[tuple[int, int]], header_row: int, widths) -> list[int]:
+    """Rows to break before, so that no project is split over two printed pages.
+
+    Estimates the fit-to-width scale from the column widths (Excel's 7-pixel digit) and the
+    printable A4 landscape area; a project taller than a page is left to split where it must.
+    """
+    sheet_pixels = sum(int(width * 7 + 0.5) + 5 for width in widths)
+    scale = min(1.0, math.floor(100 * PRINTABLE_WIDTH * 96 / 72 / sheet_pixels) / 100)
+    capacity = PRINTABLE_HEIGHT / scale * PAGE_SAFETY
+    repeated = heights.get(header_row, 0.0)
+    used = sum(heights.get(r, 15.0) for r in range(header_row + 1))
+    breaks = []
+    for first, last in blocks:
+        size = sum(heights.get(r, 15.0) for r in range(first, last + 1))
+        if used + size > capacity and used > repeated + 1:
+            breaks.append(first)
+            used = repeated
+        used += size
+    return breaks
+
+
+def _project_is_indicator(records: list[dict]) -> bool:
+    """A one-indicator project whose name is its indicator: one cell over both columns, as in the reference."""
+    if len({r["code"] for r in records}) != 1:
+        return False
+    project, indicator = text_key(records[0]["project"]), text_key(records[0]["indicator"])
+    return bool(project) and (project == indicator or project in indicator)
+
+
+def _runs(records: list[dict], key: str) -> list[tuple[int, int]]:
+    """Offsets of consecutive rows sharing the same value of ``key``."""
+    runs, start = [], 0
+    for offset in range(1, len(records) + 1):
+        if offset == len(records) or records[offset][key] != records[start][key]:
+            runs.append((start, offset - 1))
+            start = offset
+    return runs
+
+
+def _indicator_run(records: list[dict], offset: int) -> tuple[int, int]:
+    for start, end in _runs(records, "code"):
+        if start <= offset <= end:
+            return start, end
+    return offset, offset
+
+
+def _write_cell(sheet, styles: Styles, row: int, col: int, column: Column, record: dict) -> None:
+    value = record.get(column.key)
+    if column.kind == "number":
+        _number(sheet, row, col, value, styles)
+    elif column.kind == "percent":
+        _percent(sheet, row, col, value, styles.percent)
+    elif column.kind == "status":
+        _text(sheet, row, col, value, styles.status(value))
+    elif column.kind == "rank":
+        rank = "" if pd.isna(value) else f"{int(value)}/{int(record['rank_count'])}"
+        _text(sheet, row, col, rank, styles.center)
+    else:
+        _text(sheet, row, col, value, styles.center if column.kind == "center" else styles.text)
+
+
+def text_lines(value, width: float, font_size: float = 11) -> int:
+    """How many lines ``value`` wraps to in a column ``width`` characters wide.
+
+    Excel's width unit is the default font's digit (7 px); a CJK character at 11 pt is about
+    15 px, Latin letters and digits about half that.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return 1
+    usable = max(width * 7 - 6, 10)
+    wide = font_size * 96 / 72
+    lines = 0
+    for paragraph in str(value).split("\n"):
+        pixels = sum(wide if unicodedata.east_asian_width(ch) in "WF" else wide * 0.55 for ch in paragraph)
+        lines += max(1, math.ceil(pixels / usable))
+    return lines
+
+
+def _height(lines: int, font_size: float = 11) -> float:
+    return round(lines * font_size * LINE_POINTS + 6, 1)
+
+
+def level_footnote(master: pd.DataFrame) -> str:
+    """注：1-9 项为省级重点民生实事，10-15 项为市级重点民生实事，16-29 项为区级重点民生实事"""
     parts = []
     for level in LEVEL_ORDER:
         seqs = sorted(set(master.loc[master["level"] == level, "seq"]))
@@ -228,10 +427,9 @@ DETAIL_COLUMNS = [
 
 def write_detail(book, styles: Styles, data: WorkbookInput) -> None:
     sheet = book.add_worksheet("明细")
-    for col, (name, _, width, kind) in enumerate(DETAIL_COLUMNS):
+    for col, (name, _, width, _) in enumerate(DETAIL_COLUMNS):
         sheet.write_string(0, col, name, styles.header)
-        column_format = {"number": styles.plain_number, "percent": styles.plain_percent}.get(kind)
-        sheet.set_column(col, col, width, column_format)
+        sheet.set_column(col, col, width)
     columns = [data.master[key].tolist() for _, key, _, _ in DETAIL_COLUMNS]
     kinds = [kind for *_, kind in DETAIL_COLUMNS]
     for offset, values in enumerate(zip(*columns, strict=True), start=1):
@@ -241,40 +439,68 @@ def write_detail(book, styles: Styles, data: WorkbookInput) -> None:
                     sheet.write_string(offset, col, str(value))
             elif kind == "status":
                 sheet.write_string(offset, col, value, styles.status_plain(value))
-            elif value is not None and not pd.isna(value):
-                sheet.write_number(offset, col, int(value) if kind == "int" else float(value))
+            elif value is None or pd.isna(value):
+                continue
+            elif kind == "int":
+                sheet.write_number(offset, col, int(value))
+            elif kind == "percent":
+                sheet.write_number(offset, col, float(value), styles.plain_percent)
+            else:
+                sheet.write_number(offset, col, float(value), styles.plain_value(value))
     sheet.freeze_panes(1, 0)
     sheet.autofilter(0, 0, max(len(data.master), 1), len(DETAIL_COLUMNS) - 1)
+    print_setup(sheet, repeat_row=0)
 
 
 # -- 问题清单 ----------------------------------------------------------------------------------
 
+ACTIONS = {
+    ERROR: "未采用。请联系该单位按“问题”栏更正后重新报送；更正后的文件放入 inbox/ 即自动取代旧文件。",
+    "warning": "已采用。请核对；如确有错误，请该单位更正后重新报送。",
+    "superseded": "无需处理：已按该单位较新的文件汇总。",
+}
 
-def sorted_issues(issues: list[Issue]) -> list[Issue]:
-    """Grouped by unit (then file), errors before warnings, in reading order within a file."""
-    units = list(dict.fromkeys(issue.unit for issue in issues))
-    return sorted(
-        issues, key=lambda i: (units.index(i.unit) if i.unit else len(units), i.file, i.level != ERROR)
-    )
+
+def sorted_issues(issues: list[Issue], units: list[str] | None = None) -> list[Issue]:
+    """Grouped by unit (task-list order, files of unknown units last), errors before warnings,
+    then by file, in reading order within a file."""
+    order = list(dict.fromkeys([*(units or []), *(issue.unit for issue in issues if issue.unit)]))
+    position = {unit: i for i, unit in enumerate(order)}
+    return sorted(issues, key=lambda i: (position.get(i.unit, len(order)), i.level != ERROR, i.file))
+
+
+def issue_action(issue: Issue) -> str:
+    """What the coordinator does about an issue (the message says what the unit must fix)."""
+    if issue.level == ERROR:
+        return ACTIONS[ERROR]
+    return ACTIONS.get(issue.code, ACTIONS["warning"])
 
 
 def write_issues(book, styles: Styles, data: WorkbookInput) -> None:
     sheet = book.add_worksheet("问题清单")
-    headers = [("文件", 28), ("单位", 14), ("位置", 14), ("级别", 6), ("问题", 80)]
+    headers = [("文件", 26), ("单位", 14), ("位置", 13), ("级别", 6), ("问题", 70), ("处理", 30)]
     for col, (name, width) in enumerate(headers):
         sheet.write_string(0, col, name, styles.header)
         sheet.set_column(col, col, width)
-    for row, issue in enumerate(sorted_issues(data.issues), start=1):
+    shade, previous_unit = False, None
+    for row, issue in enumerate(sorted_issues(data.issues, data.units), start=1):
+        if issue.unit != previous_unit:
+            shade, previous_unit = not shade, issue.unit
+        text = styles.text_alt if shade else styles.text
         level_style = styles.error if issue.level == ERROR else styles.warning
-        sheet.write_string(row, 0, issue.file, styles.text)
-        sheet.write_string(row, 1, issue.unit, styles.text)
-        sheet.write_string(row, 2, issue.location, styles.text)
+        sheet.write_string(row, 0, issue.file, text)
+        sheet.write_string(row, 1, issue.unit, text)
+        sheet.write_string(row, 2, issue.location, text)
         sheet.write_string(row, 3, issue.level, level_style)
-        sheet.write_string(row, 4, issue.message, styles.text)
+        sheet.write_string(row, 4, issue.message, text)
+        sheet.write_string(row, 5, issue_action(issue), text)
+        lines = max(text_lines(issue.message, 70), text_lines(issue.file, 26), text_lines(issue_action(issue), 30))
+        sheet.set_row(row, _height(lines))
     if not data.issues:
         sheet.write_string(1, 0, "本期未发现问题。", styles.text)
     sheet.freeze_panes(1, 0)
     sheet.autofilter(0, 0, max(len(data.issues), 1), len(headers) - 1)
+    print_setup(sheet, repeat_row=0)
 
 
 # -- 未报送 ------------------------------------------------------------------------------------
@@ -282,22 +508,25 @@ def write_issues(book, styles: Styles, data: WorkbookInput) -> None:
 
 def write_missing(book, styles: Styles, data: WorkbookInput) -> None:
     sheet = book.add_worksheet("未报送")
-    headers = [("序号", 6), ("单位", 20), ("未报送指标数", 12), ("指标编号", 30), ("牵头领导", 16)]
+    headers = [("序号", 6), ("单位", 18), ("指标数", 8), ("涉及指标", 60), ("牵头领导", 14)]
     for col, (name, width) in enumerate(headers):
         sheet.write_string(0, col, name, styles.header)
         sheet.set_column(col, col, width)
     tasks = data.tasks
     for row, unit in enumerate(data.missing_units, start=1):
         own = tasks[tasks["unit"] == unit]
+        listing = "\n".join(f"{t.code}　{t.indicator}" for t in own.itertuples(index=False))
         sheet.write_number(row, 0, row, styles.center)
         sheet.write_string(row, 1, unit, styles.text)
         sheet.write_number(row, 2, len(own), styles.center)
-        sheet.write_string(row, 3, "、".join(own["code"]), styles.text)
+        _text(sheet, row, 3, listing, styles.text)
         leaders = "、".join(dict.fromkeys(x for x in own["leader"] if x))
-        sheet.write_string(row, 4, leaders, styles.text)
+        _text(sheet, row, 4, leaders, styles.center)
+        sheet.set_row(row, _height(max(text_lines(listing, 60), 1)))
     if not data.missing_units:
         sheet.write_string(1, 1, "各单位均已报送。", styles.text)
     sheet.freeze_panes(1, 0)
+    print_setup(sheet, repeat_row=0)
 
 
 # -- 滞后事项 ----------------------------------------------------------------------------------
@@ -305,29 +534,37 @@ def write_missing(book, styles: Styles, data: WorkbookInput) -> None:
 
 def write_lagging(book, styles: Styles, data: WorkbookInput) -> None:
     sheet = book.add_worksheet("滞后事项")
-    headers = [("指标编号", 9), ("指标任务", 34), ("填报单位", 14), ("牵头领导", 10), ("完成率", 9),
-               ("序时进度", 9), ("差距", 9), ("状态", 9), ("完成情况", 60)]  # fmt: skip
+    headers = [("序号", 5), ("指标编号", 8), ("指标任务", 30), ("填报单位", 16), ("牵头领导", 9), ("目标值", 10),
+               ("已完成", 10), ("完成率", 9), ("序时进度", 9), ("落后序时进度", 12), ("状态", 9),
+               ("完成情况", 50)]  # fmt: skip
     for col, (name, width) in enumerate(headers):
         sheet.write_string(0, col, name, styles.header)
         sheet.set_column(col, col, width)
+    sheet.set_row(0, 30)
     lagging = lagging_items(data.master)
     for row, item in enumerate(lagging.itertuples(index=False), start=1):
-        sheet.write_string(row, 0, item.code, styles.center)
-        sheet.write_string(row, 1, item.indicator, styles.text)
-        sheet.write_string(row, 2, item.unit, styles.text)
-        sheet.write_string(row, 3, item.leader, styles.text)
-        _number(sheet, row, 4, item.rate, styles.percent)
-        _number(sheet, row, 5, item.schedule, styles.percent)
-        _number(sheet, row, 6, item.gap, styles.percent)
-        sheet.write_string(row, 7, item.status, styles.status(item.status))
-        sheet.write_string(row, 8, item.narrative, styles.text)
+        sheet.write_number(row, 0, row, styles.center)
+        _text(sheet, row, 1, item.code, styles.center)
+        _text(sheet, row, 2, item.indicator, styles.text)
+        _text(sheet, row, 3, item.unit, styles.center)
+        _text(sheet, row, 4, item.leader, styles.center)
+        _number(sheet, row, 5, item.target, styles)
+        _number(sheet, row, 6, item.completed, styles)
+        _percent(sheet, row, 7, item.rate, styles.percent)
+        _percent(sheet, row, 8, item.schedule, styles.percent)
+        _percent(sheet, row, 9, None if pd.isna(item.gap) else -item.gap * 100, styles.points)
+        _text(sheet, row, 10, item.status, styles.status(item.status))
+        _text(sheet, row, 11, item.narrative, styles.text)
+        lines = max(text_lines(item.narrative, 50), text_lines(item.indicator, 30))
+        sheet.set_row(row, _height(lines))
     if lagging.empty:
-        sheet.write_string(1, 1, "本期没有滞后于序时进度的事项。", styles.text)
+        sheet.write_string(1, 2, "本期没有滞后于序时进度的事项。", styles.text)
     sheet.freeze_panes(1, 0)
+    print_setup(sheet, repeat_row=0)
 
 
 def lagging_items(master: pd.DataFrame) -> pd.DataFrame:
-    """The rows behind schedule, worst first."""
+    """The rows behind schedule, worst first (largest gap to 序时进度), then in task-list order."""
     lagging = master[master["status"].isin(["严重滞后", "滞后"])]
     return lagging.sort_values(["gap", "order"], kind="stable")
 
@@ -352,7 +589,14 @@ def _text(sheet, row: int, col: int, value, style) -> None:
         sheet.write_blank(row, col, None, style)
 
 
-def _number(sheet, row: int, col: int, value, style) -> None:
+def _number(sheet, row: int, col: int, value, styles: Styles) -> None:
+    if value is None or pd.isna(value):
+        sheet.write_blank(row, col, None, styles.integer)
+    else:
+        sheet.write_number(row, col, float(value), styles.value(value))
+
+
+def _percent(sheet, row: int, col: int, value, style) -> None:
     if value is None or pd.isna(value):
         sheet.write_blank(row, col, None, style)
     else:
