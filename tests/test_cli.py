@@ -130,14 +130,6 @@ def test_unknown_config_key_is_an_error(workspace):
     assert "不认识的设置：settle" in result.output
 
 
-def test_every_command_has_help():
-    runner = CliRunner()
-    for name, command in cli.commands.items():
-        result = runner.invoke(cli, [name, "--help"])
-        assert result.exit_code == 0, name
-        assert command.help and "示例" in command.help, name
-
-
 # -- the promises --------------------------------------------------------------------------
 
 
