@@ -16,7 +16,6 @@ send, or the settings are wrong: exit 2) leave this module.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -35,7 +34,7 @@ from .config import Config, MailConfig
 from .errors import ERROR, ConfigError, MailError
 from .mail import build_reminder, build_report_message, password_from_env, send_message, write_eml
 from .run import LAST_RUN
-from .store import Store
+from .store import Store, exclusive
 from .text import fold, split_names
 
 REPORT_KIND = "report"
@@ -420,29 +419,10 @@ def _write_template(writer, config: Config, unit: str, scratch: Path) -> tuple[P
 # Small helpers
 
 
-@contextmanager
-def mail_lock(state: Path, wait: float = DEFAULT_MAIL_LOCK_WAIT) -> Iterator[None]:
+def mail_lock(state: Path, wait: float = DEFAULT_MAIL_LOCK_WAIT):
     """Only one sender at a time: the check 'already sent?' and the record stay together."""
-    try:
-        state.mkdir(parents=True, exist_ok=True)
-        handle = open(state / MAIL_LOCK, "a+")
-    except OSError as exc:
-        raise MailError(f"无法打开 {state / MAIL_LOCK}：{exc.strerror or exc}") from None
-    deadline = time.monotonic() + wait
-    try:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise MailError(
-                        f"另一个程序正在发送邮件（{state / MAIL_LOCK} 被占用超过 {wait:g} 秒），本次未发送，请稍后再试。"
-                    ) from None
-                time.sleep(0.2)
-        yield
-    finally:
-        handle.close()
+    busy = MailError(f"另一个程序正在发送邮件（{state / MAIL_LOCK} 被占用超过 {wait:g} 秒），本次未发送，请稍后再试。")
+    return exclusive(state / MAIL_LOCK, wait, busy)
 
 
 @contextmanager

@@ -22,7 +22,7 @@ import pandas as pd
 
 from schemas import RETURN_COLUMNS
 
-from .errors import Issue, LockedError
+from .errors import ConsolidateError, Issue, LockedError
 
 DB_NAME = "history.sqlite"
 LOCK_NAME = ".run.lock"
@@ -85,10 +85,13 @@ def now_text() -> str:
 
 
 @contextmanager
-def run_lock(state: Path, wait: float = 0.0):
-    """Hold the state lock for the duration of a run; LockedError if another run holds it."""
-    state.mkdir(parents=True, exist_ok=True)
-    handle = open(state / LOCK_NAME, "a+")
+def exclusive(path: Path, wait: float, busy: ConsolidateError):
+    """Hold an exclusive lock on ``path``; raise ``busy`` when another process keeps it past ``wait`` s."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError as exc:
+        raise type(busy)(f"无法打开锁文件 {path}：{exc.strerror or exc}") from None
     deadline = time.monotonic() + wait
     try:
         while True:
@@ -97,14 +100,20 @@ def run_lock(state: Path, wait: float = 0.0):
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise LockedError(
-                        "另一次汇总正在运行（state 目录已被锁定），本次未执行。请稍后再试，"
-                        "或在 config.toml 的 [run] 中设置 lock_wait（秒）让后来的运行等待。"
-                    ) from None
+                    raise busy from None
                 time.sleep(0.2)
         yield
     finally:
         handle.close()
+
+
+def run_lock(state: Path, wait: float = 0.0):
+    """Hold the state lock for the duration of a run; LockedError if another run holds it."""
+    busy = LockedError(
+        "另一次汇总正在运行（state 目录已被锁定），本次未执行。请稍后再试，"
+        "或在 config.toml 的 [run] 中设置 lock_wait（秒）让后来的运行等待。"
+    )
+    return exclusive(state / LOCK_NAME, wait, busy)
 
 
 class Store:
