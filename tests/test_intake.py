@@ -379,3 +379,26 @@ def test_target_differing_from_task_list_is_a_warning(workspace):
     row = next(r for r in workspace.detail() if r["指标编号"] == "1-1")
     assert row["目标值"] == 8150
 
+
+
+def test_spreadsheetml_2003_saved_as_xls(workspace):
+    xml = (
+        '<?xml version="1.0"?><Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet" '
+        'xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet"><Worksheet ss:Name="Sheet1"><Table>'
+        '<Row><Cell><Data ss:Type="String">指标编号</Data></Cell><Cell><Data ss:Type="String">已完成</Data></Cell></Row>'
+        '<Row><Cell><Data ss:Type="String">2-1</Data></Cell><Cell><Data ss:Type="Number">108</Data></Cell></Row>'
+        "</Table></Worksheet></Workbook>"
+    )
+    (workspace.inbox / "区残联.xls").write_text(xml, encoding="utf-8")
+    _, summary = run(workspace)
+    assert summary["accepted"] == ["区残联.xls"]
+    assert values(workspace)[("2-1", "区残联")] == 108
+
+
+def test_more_rows_than_the_limit_is_refused(workspace):
+    text = workspace.config.read_text(encoding="utf-8").replace("settle_seconds = 0", "settle_seconds = 0\nmax_rows = 50")
+    workspace.config.write_text(text, encoding="utf-8")
+    make_return(workspace.inbox / "区残联.xlsx", [["2-1", "", 181, 108, "", "", "", ""]] + [["", "", "", "", "x"]] * 80)
+    _, summary = run(workspace)
+    assert summary["rejected"] == ["区残联.xlsx"]
+    assert "行数超过上限" in workspace.issues()[0]["问题"]

@@ -109,6 +109,13 @@ def normalize_book(
         )
     sheet, layout = chosen
     result.sheet = sheet.name
+    if sheet.truncated:
+        return result.reject(
+            f"工作表“{sheet.name}”的行数超过上限（config.toml [limits] max_rows），可能含有大量多余的行。"
+            "请删除表格下方多余的行（或只保留本单位的指标行）后重新发送。",
+            "too-many-rows",
+            sheet.name,
+        )
     _fill_split_header(sheet, layout)
     file_unit = _file_unit(book, layout, file_name, index, result)
     if result.rejected:
@@ -144,11 +151,6 @@ def _choose_sheet(book: RawBook, aliases, result: FileReturn) -> tuple[RawSheet,
             best = (sheet, layout)
             if position:
                 result.notes.append(f"数据不在第一个工作表，读取了工作表“{sheet.name}”")
-    if best and best[0].truncated:
-        result.issues.append(
-            Issue(result.file, "", best[0].name, WARNING, "too-many-rows",
-                  "工作表行数超过上限，只读取了前面的行。请删除多余的行后重新发送。")
-        )  # fmt: skip
     return best
 
 
