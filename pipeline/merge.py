@@ -68,9 +68,10 @@ def missing_rows(tasks: pd.DataFrame, rows: pd.DataFrame) -> list[Issue]:
         return []
     returned = rows[["unit", "file"]].drop_duplicates()
     reported = set(zip(rows["code"], rows["unit"], strict=True))
+    codes_of = tasks.groupby("unit", sort=False)["code"].agg(list).to_dict()  # once, not per unit
     issues = []
     for unit, file in returned.itertuples(index=False):
-        codes = [code for code in tasks.loc[tasks["unit"] == unit, "code"] if (code, unit) not in reported]
+        codes = [code for code in codes_of.get(unit, []) if (code, unit) not in reported]
         if codes:
             issues.append(
                 Issue(file, unit, "", WARNING, "missing-tasks",

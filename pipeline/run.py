@@ -121,9 +121,13 @@ def _run_locked(config: Config, log: RunLog, progress, now: float) -> RunResult:
         with store.transaction():
             for item in received:
                 store.record_file(item["sha256"], item["size"], item["archive"])
+            rows_by_file = Store.row_records(accepted_rows)
+            issues_by_file: dict[str, list[Issue]] = {}
+            for issue in row_issues:
+                issues_by_file.setdefault(issue.file, []).append(issue)
             for item, ret in zip(fresh, returns, strict=True):
-                own_rows = accepted_rows[accepted_rows["file"] == ret.file] if not ret.rejected else accepted_rows.iloc[0:0]
-                own_issues = ret.issues + [i for i in row_issues if i.file == ret.file]
+                own_rows = [] if ret.rejected else rows_by_file.get(ret.file, [])
+                own_issues = ret.issues + issues_by_file.get(ret.file, [])
                 store.record_result(item["sha256"], item["name"], item["mtime"], PARSER_VERSION, ret, own_rows, own_issues)
             checkpoint("recorded")
             result = consolidate(store, config, tasks, period, {(item["sha256"], item["name"]) for item in received})
@@ -201,13 +205,22 @@ def _receive(store: Store, path: Path) -> dict:
     return {"name": path.name, "sha256": sha256, "size": stat.st_size, "mtime": stat.st_mtime, "archive": archive}
 
 
-def _read_job(job: tuple) -> object:
-    """Runs in a worker process: parse one archived file (top level, so it pickles)."""
-    return read_book(*job)
+def _read_job(job: tuple) -> tuple:
+    """Runs in a worker process: inspect one archived file, then parse it when it passed.
+
+    The inspection inflates every part of the package; in the worker it runs beside the parent's
+    normalizing (and under the worker's memory cap) instead of before it.
+    """
+    path, limits = job
+    verdict = inspect_file(Path(path), limits)
+    if verdict.problem:
+        return verdict, None
+    return verdict, read_book(path, verdict.kind, verdict.encoding, limits.max_rows)
 
 
 def read_returns(fresh, config: Config, index, aliases, period, progress, log: RunLog) -> list[FileReturn]:
-    """Inspect, parse (isolated) and normalize the new files; one FileReturn each, in order."""
+    """Inspect and parse the new files in isolated workers, normalizing each as it arrives; one
+    FileReturn each, in order."""
     limits = config.limits
     returns: list[FileReturn | None] = [None] * len(fresh)
     jobs, positions = [], []
@@ -216,29 +229,37 @@ def read_returns(fresh, config: Config, index, aliases, period, progress, log: R
         if item["sha256"] in job_of:
             positions.append((position, job_of[item["sha256"]]))
             continue
-        verdict = inspect_file(item["archive"], limits)
-        if verdict.problem:
-            returns[position] = FileReturn(file=item["name"], period=period).reject(verdict.problem, verdict.code or "bad-file")
-            log.line(f"拒收 {item['name']}：{verdict.problem}")
-            continue
         job_of[item["sha256"]] = len(jobs)
-        jobs.append((str(item["archive"]), verdict.kind, verdict.encoding, limits.max_rows))
+        jobs.append((str(item["archive"]), limits))
         positions.append((position, job_of[item["sha256"]]))
+    positions_of: dict[int, list[int]] = {}
+    for position, job in positions:
+        positions_of.setdefault(job, []).append(position)
+
+    def normalize(job: int, outcome) -> None:
+        """Runs as each file's parse arrives, while the worker parses the next."""
+        for position in positions_of[job]:
+            name = fresh[position]["name"]
+            verdict, book = outcome.value if outcome.ok else (None, None)
+            if verdict is not None and verdict.problem:
+                ret = FileReturn(file=name, period=period).reject(verdict.problem, verdict.code or "bad-file")
+            elif outcome.ok:
+                ret = normalize_book(book, name, index, aliases, period)
+            else:
+                ret = FileReturn(file=name, period=period)
+                ret.reject(_failure_message(outcome, limits.parse_timeout), f"read-{outcome.failure}")
+            returns[position] = ret
+
     outcomes = run_isolated(
         _read_job, jobs, workers=limits.workers, timeout=limits.parse_timeout,
-        memory_mb=limits.worker_memory_mb, progress=progress,
+        memory_mb=limits.worker_memory_mb, progress=progress, on_outcome=normalize,
     )  # fmt: skip
-    for position, job in positions:
+    for position, job in positions:  # the log in inbox order, whatever order the parses finished in
         outcome = outcomes[job]
-        name = fresh[position]["name"]
-        if outcome.ok:
-            ret = normalize_book(outcome.value, name, index, aliases, period)
-        else:
-            ret = FileReturn(file=name, period=period)
-            ret.reject(_failure_message(outcome, limits.parse_timeout), f"read-{outcome.failure}")
-        for note in ret.notes:
-            log.line(f"{name}：{note}")
-        returns[position] = ret
+        if outcome.ok and outcome.value[0].problem:
+            log.line(f"拒收 {fresh[position]['name']}：{outcome.value[0].problem}")
+        for note in returns[position].notes:
+            log.line(f"{fresh[position]['name']}：{note}")
     return returns
 
 

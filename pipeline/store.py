@@ -15,6 +15,7 @@ import os
 import shutil
 import sqlite3
 import time
+from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,12 +58,16 @@ CREATE TABLE IF NOT EXISTS rows (
     FOREIGN KEY (sha256, name) REFERENCES results(sha256, name)
 );
 CREATE INDEX IF NOT EXISTS rows_by_period ON rows(period, unit);
+-- record_result deletes by return, and deleting from results checks both foreign keys: without
+-- these, every file recorded scans every row stored (quadratic: 11 s for 3,000 returns).
+CREATE INDEX IF NOT EXISTS rows_by_return ON rows(sha256, name);
 CREATE TABLE IF NOT EXISTS issues (
     sha256 TEXT NOT NULL,
     name TEXT NOT NULL,
     unit TEXT NOT NULL, location TEXT NOT NULL, level TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL,
     FOREIGN KEY (sha256, name) REFERENCES results(sha256, name)
 );
+CREATE INDEX IF NOT EXISTS issues_by_return ON issues(sha256, name);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started_at TEXT NOT NULL,
@@ -171,10 +176,13 @@ class Store:
         )
 
     def record_result(
-        self, sha256: str, name: str, mtime: float, version: int, ret, rows: pd.DataFrame, issues: list[Issue]
+        self, sha256: str, name: str, mtime: float, version: int, ret, rows: list[tuple], issues: list[Issue]
     ) -> None:
-        """Replace what is known of one received file with this parse's result."""
-        if ret.rejected or rows.empty:
+        """Replace what is known of one received file with this parse's result.
+
+        ``rows`` are the file's accepted rows as ``row_records`` gives them.
+        """
+        if ret.rejected or not rows:
             status = "rejected"
         else:
             status = "partial" if any(i.level == "错误" for i in issues) else "accepted"
@@ -186,17 +194,23 @@ class Store:
             (*key, mtime, version, ret.unit, ret.period, status, ret.sheet,
              json.dumps(ret.notes, ensure_ascii=False), now_text()),
         )  # fmt: skip
-        if not rows.empty:
-            values = rows[ROW_COLUMNS].astype(object).where(rows[ROW_COLUMNS].notna(), None)
+        if rows:
             placeholders = ", ".join("?" * (len(ROW_COLUMNS) + 2))
-            self.conn.executemany(
-                f"INSERT INTO rows VALUES ({placeholders})",
-                ((*key, *record) for record in values.itertuples(index=False, name=None)),
-            )
+            self.conn.executemany(f"INSERT INTO rows VALUES ({placeholders})", ((*key, *record) for record in rows))
         self.conn.executemany(
             "INSERT INTO issues VALUES (?, ?, ?, ?, ?, ?, ?)",
             ((*key, i.unit, i.location, i.level, i.code, i.message) for i in issues),
         )
+
+    @staticmethod
+    def row_records(accepted: pd.DataFrame) -> dict[str, list[tuple]]:
+        """Accepted rows by file, as tuples in ROW_COLUMNS order with NaN as None: converted once
+        per run, not once per file (each per-file pandas call costs a millisecond)."""
+        values = accepted[ROW_COLUMNS].astype(object).where(accepted[ROW_COLUMNS].notna(), None)
+        grouped: dict[str, list[tuple]] = defaultdict(list)
+        for file, record in zip(accepted["file"], values.itertuples(index=False, name=None), strict=True):
+            grouped[file].append(record)
+        return grouped
 
     # -- what a period holds ---------------------------------------------------------------
 

@@ -71,6 +71,7 @@ def run_isolated(
     timeout: float = 60.0,
     memory_mb: int = 1024,
     progress: Callable[[int, int], None] | None = None,
+    on_outcome: Callable[[int, Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Apply ``func`` to every item in worker processes; one Outcome per item, in input order.
 
@@ -80,7 +81,10 @@ def run_isolated(
     wall-clock time per item. An exception raised by ``func`` fails that item ("error") and the
     worker carries on; a MemoryError ("memory"), a signal or an exit ("crashed"), or an overrun
     ("timeout") costs the worker, which is replaced. ``progress(done, total)`` is called after
-    each item. Every worker is reaped before this returns or raises (KeyboardInterrupt included).
+    each item. ``on_outcome(index, outcome)`` is called in this process as each item finishes,
+    after the idle workers were given their next items, so that the caller's own work on a
+    result overlaps the parsing of the next ones. Every worker is reaped before this returns or
+    raises (KeyboardInterrupt included).
     A worker that cannot even set itself up raises IsolationError: that is the machine's fault,
     and rejecting every file for it would report every unit as 未报送.
 
@@ -97,13 +101,21 @@ def run_isolated(
         return []
     outcomes: list[Outcome | None] = [None] * total
     done = 0
+    arrived: deque[int] = deque()  # finished, not yet handed to on_outcome
 
     def finish(index: int, outcome: Outcome) -> None:
         nonlocal done
         outcomes[index] = outcome
         done += 1
+        arrived.append(index)
         if progress is not None:
             progress(done, total)
+
+    def deliver() -> None:
+        while arrived:
+            index = arrived.popleft()
+            if on_outcome is not None:
+                on_outcome(index, outcomes[index])
 
     pool = _Pool(func, memory_mb, size=max(1, min(workers, total)))
     pending = deque(range(total))
@@ -132,6 +144,10 @@ def run_isolated(
                 if not worker.alive_and_idle():
                     pool.retire(worker, replace=bool(pending))
                 finish(index, outcome)
+            if arrived and on_outcome is not None:
+                _hand_out(pool, pending, resent, items, timeout, finish)  # busy workers while we deliver
+                deliver()
+        deliver()
     finally:
         pool.close()
     return outcomes  # type: ignore[return-value]

@@ -77,12 +77,17 @@ def find_layout(sheet: RawSheet, aliases: dict[str, str]) -> Layout | None:
     """The best header in the first rows, or None when no row looks like our table's header."""
     rows = sheet.rows[:HEADER_SEARCH_ROWS]
     merged_header = _merged_lookup(sheet, len(rows))
+    key = _key_lookup(rows, merged_header)
+    # A row without any header word can be neither a one-row header nor part of a two-row one.
+    headed = [_row_has_header(rows, key, r, aliases) for r in range(len(rows))]
     best: Layout | None = None
     for top in range(len(rows)):
+        if not headed[top]:
+            continue
         for depth in (1, 2):
-            if top + depth > len(rows):
+            if top + depth > len(rows) or (depth == 2 and not headed[top + 1]):
                 continue
-            layout = _try_header(rows, merged_header, top, depth, aliases)
+            layout = _try_header(rows, merged_header, key, top, depth, aliases)
             # More recognised columns win; at a tie, the shallower header (a title row above a
             # one-row header is not part of it).
             if layout and (best is None or (layout.score, -depth) > (best.score, -len(best.header_rows))):
@@ -92,14 +97,27 @@ def find_layout(sheet: RawSheet, aliases: dict[str, str]) -> Layout | None:
     return best
 
 
-def _try_header(rows, merged_header, top, depth, aliases) -> Layout | None:
+def _key_lookup(rows, merged_header):
+    """header_key of a cell, computed once per cell: the search visits each cell up to 4 times."""
+    memo: dict[tuple[int, int], str] = {}
+
+    def key(r: int, c: int) -> str:
+        found = memo.get((r, c))
+        if found is None:
+            found = memo[(r, c)] = header_key(_cell(rows, merged_header, r, c))
+        return found
+
+    return key
+
+
+def _try_header(rows, merged_header, key_of, top, depth, aliases) -> Layout | None:
     width = max(len(rows[r]) for r in range(top, top + depth)) if depth else 0
     claims: dict[str, list[int]] = {}
     for col in range(width):
         # The lowest recognised header wins (已完成 under a merged 完成情况 group header).
         name = None
         for r in range(top + depth - 1, top - 1, -1):
-            key = header_key(_cell(rows, merged_header, r, col))
+            key = key_of(r, col)
             if key in SPLIT_HEADERS:
                 name = ("split", key)
                 break
@@ -130,16 +148,15 @@ def _try_header(rows, merged_header, top, depth, aliases) -> Layout | None:
             duplicated.append((key, cols))
     if not any(k in columns for k in KEY_FIELDS) or not any(k in columns for k in VALUE_FIELDS):
         return None
-    if depth == 2 and not (_row_has_header(rows, merged_header, top, aliases)
-                           and _row_has_header(rows, merged_header, top + 1, aliases)):
+    if depth == 2 and not (_row_has_header(rows, key_of, top, aliases)
+                           and _row_has_header(rows, key_of, top + 1, aliases)):
         return None
     return Layout(tuple(range(top, top + depth)), columns, duplicated)
 
 
-def _row_has_header(rows, merged_header, r, aliases) -> bool:
+def _row_has_header(rows, key_of, r, aliases) -> bool:
     """A two-row header only when both rows hold header text (not a title or the first data row)."""
-    row = rows[r]
-    keys = [header_key(_cell(rows, merged_header, r, c)) for c in range(len(row))]
+    keys = [key_of(r, c) for c in range(len(rows[r]))]
     return any(key in aliases or key in SPLIT_HEADERS for key in keys if key)
 
 

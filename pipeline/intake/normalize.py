@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import pandas as pd
 
@@ -38,13 +39,17 @@ class TaskIndex:
     @classmethod
     def from_tasks(cls, tasks: pd.DataFrame) -> TaskIndex:
         by_unit: dict[str, list[dict]] = {}
+        keys: dict[str, str] = {}  # a shared indicator's text recurs once per unit: fold it once
         for task in tasks.itertuples(index=False):
+            for text in (task.indicator, task.project):
+                if text not in keys:
+                    keys[text] = text_key(text)
             by_unit.setdefault(task.unit, []).append(
                 {
                     "code": task.code,
                     "indicator": task.indicator,
-                    "indicator_key": text_key(task.indicator),
-                    "project_key": text_key(task.project),
+                    "indicator_key": keys[task.indicator],
+                    "project_key": keys[task.project],
                     "target": None if pd.isna(task.target) else float(task.target),
                     "measure": task.measure,
                     "kind": task.kind,
@@ -57,18 +62,30 @@ class TaskIndex:
             by_unit=by_unit,
         )
 
+    @cached_property
+    def unit_keys(self) -> list[tuple[str, str]]:
+        """(unit, its text_key) in task-list order, folded once rather than once per file."""
+        return [(unit, text_key(unit)) for unit in self.units]
+
+    @cached_property
+    def unit_by_key(self) -> dict[str, str]:
+        by_key: dict[str, str] = {}
+        for unit, key in self.unit_keys:
+            by_key.setdefault(key, unit)  # the first unit with that key, as a scan would find
+        return by_key
+
     def match_unit(self, text: str) -> str | None:
         """The task-list unit a free text names ("岳阳楼区人社局（盖章）" → "区人社局"), or None."""
         key = text_key(text)
         if not key:
             return None
-        exact = [unit for unit in self.units if text_key(unit) == key]
-        if exact:
-            return exact[0]
-        inside = [unit for unit in self.units if text_key(unit) and text_key(unit) in key]
+        exact = self.unit_by_key.get(key)
+        if exact is not None:
+            return exact
+        inside = [(unit, unit_key) for unit, unit_key in self.unit_keys if unit_key and unit_key in key]
         if inside:
-            return max(inside, key=lambda unit: len(text_key(unit)))
-        around = [unit for unit in self.units if len(key) >= 2 and key in text_key(unit)]
+            return max(inside, key=lambda pair: len(pair[1]))[0]
+        around = [unit for unit, unit_key in self.unit_keys if len(key) >= 2 and key in unit_key]
         return around[0] if len(around) == 1 else None
 
 
@@ -232,7 +249,7 @@ def _collect_rows(sheet: RawSheet, layout: Layout, file_unit: str, index: TaskIn
         if _SUBTOTAL.match(text_key(value("code")) or text_key(value("seq")) or text_key(value("indicator"))):
             subtotals.append((r, value("completed")))
             continue
-        if {text_key(v) for v in present} <= header_keys:
+        if all(text_key(v) in header_keys for v in present):  # stops at the first data value
             continue  # the header repeated (printed page breaks)
         if r + 1 in sheet.hidden_rows:
             result.issues.append(

@@ -260,12 +260,15 @@ def _write_project(sheet, styles: Styles, project: pd.DataFrame, row: int, colum
     first = row
     heights = []
     together = _project_is_indicator(records)
+    code_runs = _runs(records, "code")
+    # Rows whose indicator cell is merged with a neighbour's (written below, once per run).
+    in_merged_run = {offset for start, end in code_runs if end > start for offset in range(start, end + 1)}
     for offset, record in enumerate(records):
         lines = 1
         for col, column in enumerate(columns):
             if column.key in ("seq", "project", "leader", "lead_units") or (column.key == "indicator" and together):
                 continue  # written below, merged over their rows
-            if column.key == "indicator" and _indicator_run(records, offset) != (offset, offset):
+            if column.key == "indicator" and offset in in_merged_run:
                 continue
             _write_cell(sheet, styles, row + offset, col, column, record)
             if column.kind in ("text", "center"):
@@ -279,7 +282,7 @@ def _write_project(sheet, styles: Styles, project: pd.DataFrame, row: int, colum
         spans.append((0, count - 1, index["project"], index["indicator"], records[0]["indicator"], styles.text))
     else:
         spans.append((0, count - 1, index["project"], index["project"], records[0]["project"], styles.text))
-        for start, end in _runs(records, "code"):
+        for start, end in code_runs:
             if end > start:
                 spans.append(
                     (start, end, index["indicator"], index["indicator"], records[start]["indicator"], styles.text)
@@ -341,13 +344,6 @@ def _runs(records: list[dict], key: str) -> list[tuple[int, int]]:
             runs.append((start, offset - 1))
             start = offset
     return runs
-
-
-def _indicator_run(records: list[dict], offset: int) -> tuple[int, int]:
-    for start, end in _runs(records, "code"):
-        if start <= offset <= end:
-            return start, end
-    return offset, offset
 
 
 def _write_cell(sheet, styles: Styles, row: int, col: int, column: Column, record: dict) -> None:
