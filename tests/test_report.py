@@ -399,3 +399,18 @@ def test_city_level_summary_has_unit_and_rank_columns(tmp_path):
     assert merged_over(sheet, sheet[f"B{first}"]) == f"B{first}:B{last}"  # the project
     assert merged_over(sheet, sheet[f"C{first}"]) == f"C{first}:C{last}"  # the indicator, over its units
     assert sheet[f"C{first}"].value == "城镇新增就业"
+
+
+def test_chart_has_one_bar_per_shared_indicator():
+    import pandas as pd
+
+    from pipeline.report.statistics import chart_points
+
+    master = pd.DataFrame({
+        "code": ["1-1", "1-1", "1-1", "2-1"], "unit": ["a", "b", "c", "a"],
+        "rate": [0.9, 0.3, 0.6, 1.2], "schedule": [5 / 12] * 4, "status": ["正常"] * 4,
+    })  # fmt: skip
+    points = chart_points(master, 20)
+    assert list(points["label"]) == ["1-1（3个单位平均）", "2-1（1个单位平均）"]
+    assert points["rate"].tolist() == pytest.approx([0.6, 1.2])
+    assert list(points["status"]) == ["正常", "已完成"]
