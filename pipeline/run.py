@@ -7,7 +7,6 @@ hash before parsing), state changes in one transaction, the workbook appears who
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -109,7 +108,9 @@ def _run_locked(config: Config, log: RunLog, progress, now: float) -> RunResult:
     store = Store(paths.state)
     try:
         candidates, skipped, deferred = discover(paths.inbox, config, now, log)
-        received = [_receive(store, path) for path in candidates]
+        if store.sweep_intake():
+            log.line("清理上次中断运行留下的归档临时文件")
+        received = receive(store, candidates)
         checkpoint("archived")
         known = store.known_results(PARSER_VERSION)
         fresh = [item for item in received if (item["sha256"], item["name"]) not in known]
@@ -196,13 +197,17 @@ def _signature(path: Path) -> tuple | None:
     return stat.st_size, stat.st_mtime_ns
 
 
-def _receive(store: Store, path: Path) -> dict:
-    """Hash and archive one received file before anything parses it."""
-    with open(path, "rb") as handle:
-        sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
-    stat = path.stat()
-    archive = store.archive(path, sha256)
-    return {"name": path.name, "sha256": sha256, "size": stat.st_size, "mtime": stat.st_mtime, "archive": archive}
+def receive(store: Store, paths: list[Path]) -> list[dict]:
+    """Archive every received file by content hash before anything parses it."""
+    received, taken = [], []
+    for number, path in enumerate(paths):
+        stat = path.stat()
+        sha256, size, temp = store.take_in(path, number)
+        taken.append((sha256, temp, path.suffix))
+        received.append({"name": path.name, "sha256": sha256, "size": size, "mtime": stat.st_mtime})
+    for item, archive in zip(received, store.publish(taken), strict=True):
+        item["archive"] = archive
+    return received
 
 
 def _read_job(job: tuple) -> tuple:
