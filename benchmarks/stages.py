@@ -1,0 +1,304 @@
+"""In-process measurements of one workspace, for benchmarks/run.py (each mode prints one JSON line).
+
+    python benchmarks/stages.py reads   CONFIG            # raw calamine vs our reader vs safety inspection
+    python benchmarks/stages.py stages  CONFIG [--workers N]   # one fresh run, timed stage by stage
+    python benchmarks/stages.py pool    CONFIG --workers N     # inspect + parse in isolated workers only
+    python benchmarks/stages.py profile CONFIG [--top 40] [--out FILE.prof]   # cProfile of one fresh run
+
+Stage timings come from wrapping the library functions that ``pipeline.run`` calls (module
+globals and Store methods) with a timer, then calling ``pipeline.run.run(config)`` itself: the
+real run, nothing replicated, and no timing code in ``pipeline/``. What no wrapped function
+covers (the loops written inline in ``_run_locked``) is reported as "glue". A wrapped name that
+the code no longer has is skipped and listed under "missing".
+
+Run it from the repository whose ``pipeline`` should be measured (``run.py --repo`` does so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import dataclasses
+import glob
+import inspect
+import json
+import os
+import pstats
+import resource
+import shutil
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+# (label, module path, owner attribute path, parent label)
+STAGES = [
+    ("task list (read_task_list)", "pipeline.run", "read_task_list", None),
+    ("task index (TaskIndex.from_tasks)", "pipeline.run", "TaskIndex.from_tasks", None),
+    ("discover", "pipeline.run", "discover", None),
+    ("hash + archive (_receive)", "pipeline.run", "_receive", None),  # before ea6062f
+    ("hash + archive (receive)", "pipeline.run", "receive", None),
+    ("store: take_in (copy while hashing)", "pipeline.store", "Store.take_in", "hash + archive (receive)"),
+    ("store: publish (one sync, renames)", "pipeline.store", "Store.publish", "hash + archive (receive)"),
+    ("read_returns", "pipeline.run", "read_returns", None),
+    ("inspect (safety.inspect_file; in the worker since 10a2aef)", "pipeline.run", "inspect_file", "read_returns"),
+    ("parse (run_isolated → read_book)", "pipeline.run", "run_isolated", "read_returns"),
+    ("normalize (normalize_book)", "pipeline.run", "normalize_book", "read_returns"),
+    ("frame_from_returns", "pipeline.run", "frame_from_returns", None),
+    ("validate (pandera)", "pipeline.run", "validate_returns", None),
+    ("store: record_receipt", "pipeline.store", "Store.record_receipt", None),  # older name
+    ("store: record_file", "pipeline.store", "Store.record_file", None),
+    ("store: record_result", "pipeline.store", "Store.record_result", None),
+    ("consolidate", "pipeline.run", "consolidate", None),
+    ("store: period_files", "pipeline.store", "Store.period_files", "consolidate"),
+    ("store: period_rows", "pipeline.store", "Store.period_rows", "consolidate"),
+    ("store: period_issues", "pipeline.store", "Store.period_issues", "consolidate"),
+    ("merge: choose_returns", "pipeline.run", "choose_returns", "consolidate"),
+    ("merge: merge_tasks", "pipeline.run", "merge_tasks", "consolidate"),
+    ("merge: missing_rows", "pipeline.run", "missing_rows", "consolidate"),
+    ("merge: missing_units", "pipeline.run", "missing_units", "consolidate"),
+    ("compute: compute_master", "pipeline.run", "compute_master", "consolidate"),
+    ("compute: check_reported", "pipeline.run", "check_reported", "consolidate"),
+    ("write_workbook", "pipeline.run", "write_workbook", None),
+    ("汇总表 (write_summary)", "pipeline.report.workbook", "write_summary", "write_workbook"),
+    ("明细 (write_detail)", "pipeline.report.workbook", "write_detail", "write_workbook"),
+    ("问题清单 (write_issues)", "pipeline.report.workbook", "write_issues", "write_workbook"),
+    ("未报送 (write_missing)", "pipeline.report.workbook", "write_missing", "write_workbook"),
+    ("滞后事项 (write_lagging)", "pipeline.report.workbook", "write_lagging", "write_workbook"),
+    ("统计 (write_statistics)", "pipeline.report.workbook", "write_statistics", "write_workbook"),
+    ("xlsxwriter close (XML + zip)", "xlsxwriter.workbook", "Workbook.close", "write_workbook"),
+    ("build_summary", "pipeline.run", "build_summary", None),
+    ("store: record_run", "pipeline.store", "Store.record_run", None),
+    ("fsync workbook", "pipeline.run", "_fsync", None),
+    ("write last_run.json", "pipeline.run", "write_json_atomic", None),
+]
+
+
+class StageTimer:
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.missing: list[str] = []
+        self.rss_after: dict[str, float] = {}  # resident MB when the stage last returned
+
+    def install(self) -> None:
+        import importlib
+
+        for label, module_name, path, _ in STAGES:
+            owner = importlib.import_module(module_name)
+            *parents, attr = path.split(".")
+            for part in parents:
+                owner = getattr(owner, part, None)
+            if owner is None or not hasattr(owner, attr):
+                self.missing.append(f"{module_name}.{path}")
+                continue
+            static = inspect.getattr_static(owner, attr)
+            original = getattr(owner, attr)
+            timed = self._timed(label, original)
+            if isinstance(static, classmethod):
+                setattr(owner, attr, staticmethod(timed))  # ``original`` is already bound to the class
+            else:
+                setattr(owner, attr, timed)
+
+    def _timed(self, label, original):
+        seconds, calls, rss = self.seconds, self.calls, self.rss_after
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                seconds[label] += time.perf_counter() - start
+                calls[label] += 1
+                rss[label] = max(rss.get(label, 0.0), _rss_mb())
+
+        return timed
+
+    def report(self, total: float) -> list[dict]:
+        top = sum(self.seconds.get(label, 0.0) for label, _, _, parent in STAGES if parent is None)
+        rows = []
+        for label, _, _, parent in STAGES:
+            if label in self.seconds:
+                rows.append({"stage": label, "parent": parent, "seconds": self.seconds[label],
+                             "calls": self.calls[label], "rss_mb": round(self.rss_after.get(label, 0.0))})  # fmt: skip
+        rows.append({"stage": "glue (inline loops of _run_locked, lock, log, commit)", "parent": None,
+                     "seconds": total - top, "calls": 1})  # fmt: skip
+        return rows
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def fresh(config_path: Path, workers: int | None = None):
+    """The workspace's config with an empty state/ and outbox/ (every file is parsed)."""
+    from pipeline.config import load_config
+
+    config = load_config(config_path)
+    shutil.rmtree(config.paths.state, ignore_errors=True)
+    shutil.rmtree(config.paths.outbox, ignore_errors=True)
+    if workers is not None:
+        config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, workers=workers))
+    return config
+
+
+def inbox_files(config_path: Path) -> list[str]:
+    from pipeline.config import load_config
+
+    return sorted(glob.glob(str(load_config(config_path).paths.inbox / "*.xlsx")))
+
+
+def mode_reads(config_path: Path, repeat: int) -> dict:
+    """Raw python_calamine read of every file, against our reader and the safety inspection."""
+    from python_calamine import CalamineWorkbook
+
+    from pipeline.config import load_config
+    from pipeline.intake.read import read_book
+    from pipeline.intake.safety import inspect_file
+    from pipeline.intake.xmlscan import scan_xlsx
+
+    limits = load_config(config_path).limits
+    files = inbox_files(config_path)
+    paths = [Path(f) for f in files]
+    timings = defaultdict(list)
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for name in files:
+            CalamineWorkbook.from_path(name).get_sheet_by_index(0).to_python()
+        timings["raw_calamine"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for name in files:
+            read_book(name, "xlsx", None, limits.max_rows)
+        timings["read_book_in_process"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for path in paths:
+            scan_xlsx(path)
+        timings["xmlscan_only"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for path in paths:
+            inspect_file(path, limits)
+        timings["inspect_file"].append(time.perf_counter() - start)
+    return {"files": len(files), **{k: sorted(v)[len(v) // 2] for k, v in timings.items()}, "all": timings}
+
+
+def mode_stages(config_path: Path, workers: int | None) -> dict:
+    timer = StageTimer()
+    timer.install()
+    import pipeline.run as pipeline_run
+
+    config = fresh(config_path, workers)
+    start = time.perf_counter()
+    result = pipeline_run.run(config)
+    total = time.perf_counter() - start
+    return {
+        "total": total,
+        "workers": config.limits.workers,
+        "accepted": len(result.accepted),
+        "rejected": len(result.rejected),
+        "rows": int(len(result.master)),
+        "issues": len(result.issues),
+        "stages": timer.report(total),
+        "missing": timer.missing,
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def mode_pool(config_path: Path, workers: int) -> dict:
+    """The reading stage alone, as the run does it: every file inspected and parsed in the
+    isolated worker pool (pipeline.run._read_job), or, for a checkout whose run inspects in the
+    parent first (before 10a2aef), inspect_file here and read_book in the pool."""
+    import pipeline.run as pipeline_run
+    from pipeline.config import load_config
+    from pipeline.intake.isolate import run_isolated
+    from pipeline.intake.read import read_book
+    from pipeline.intake.safety import inspect_file
+
+    limits = load_config(config_path).limits
+    files = inbox_files(config_path)
+    options = {"workers": workers, "timeout": limits.parse_timeout, "memory_mb": limits.worker_memory_mb}
+    worker_inspects = "inspect_file" in inspect.getsource(pipeline_run._read_job)
+    start = time.perf_counter()
+    if worker_inspects:
+        outcomes = run_isolated(pipeline_run._read_job, [(name, limits) for name in files], **options)
+        inspected = start
+    else:
+        jobs = []
+        for name in files:
+            verdict = inspect_file(Path(name), limits)
+            jobs.append((name, verdict.kind, verdict.encoding, limits.max_rows))
+        inspected = time.perf_counter()
+        outcomes = run_isolated(lambda job: read_book(*job), jobs, **options)  # fork: any function will do
+    done = time.perf_counter()
+    return {
+        "workers": workers,
+        "files": len(files),
+        "ok": sum(o.ok for o in outcomes),
+        "worker_inspects": worker_inspects,
+        "inspect": inspected - start,
+        "parse": done - inspected,
+        "total": done - start,
+    }
+
+
+def mode_profile(config_path: Path, top: int, out: Path | None, workers: int | None) -> dict:
+    import pipeline.run as pipeline_run
+
+    read_job = pipeline_run._read_job
+
+    def read_job_unprofiled(job):
+        sys.setprofile(None)  # the forked worker inherits the profiler; its time is not ours to see
+        return read_job(job)
+
+    pipeline_run._read_job = read_job_unprofiled
+    config = fresh(config_path, workers)
+    profile = cProfile.Profile()
+    start = time.perf_counter()
+    profile.enable()
+    pipeline_run.run(config)
+    profile.disable()
+    total = time.perf_counter() - start
+    if out:
+        profile.dump_stats(str(out))
+    stats = pstats.Stats(profile)
+    rows = []
+    for (filename, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():
+        rows.append(
+            {"function": func, "where": f"{_short(filename)}:{line}", "calls": nc, "tottime": tt, "cumtime": ct}
+        )
+    by_cum = sorted(rows, key=lambda r: -r["cumtime"])[:top]
+    by_tot = sorted(rows, key=lambda r: -r["tottime"])[:top]
+    return {"total": total, "by_cumtime": by_cum, "by_tottime": by_tot}
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/pipeline/", "/schemas/"):
+        if marker in filename:
+            head = "" if marker == "site-packages/" else marker.strip("/") + "/"
+            return head + filename.split(marker, 1)[1]
+    return filename
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("reads", "stages", "pool", "profile"))
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    sys.path.insert(0, os.getcwd())  # measure the pipeline of the repository we are run from
+    if args.mode == "reads":
+        result = mode_reads(args.config, args.repeat)
+    elif args.mode == "stages":
+        result = mode_stages(args.config, args.workers)
+    elif args.mode == "pool":
+        result = mode_pool(args.config, args.workers or 1)
+    else:
+        result = mode_profile(args.config, args.top, args.out, args.workers)
+    print(json.dumps(result, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
