@@ -249,7 +249,7 @@ def read_returns(fresh, config: Config, index, aliases, period, progress, log: R
             if verdict is not None and verdict.problem:
                 ret = FileReturn(file=name, period=period).reject(verdict.problem, verdict.code or "bad-file")
             elif outcome.ok:
-                ret = normalize_book(book, name, index, aliases, period)
+                ret = _normalize_safely(book, name, index, aliases, period, log)
             else:
                 ret = FileReturn(file=name, period=period)
                 ret.reject(_failure_message(outcome, limits.parse_timeout), f"read-{outcome.failure}")
@@ -266,6 +266,19 @@ def read_returns(fresh, config: Config, index, aliases, period, progress, log: R
         for note in returns[position].notes:
             log.line(f"{fresh[position]['name']}：{note}")
     return returns
+
+
+def _normalize_safely(book, name: str, index, aliases, period: str, log: RunLog) -> FileReturn:
+    """normalize_book, with a bug of ours costing this file only, never the night's run."""
+    try:
+        return normalize_book(book, name, index, aliases, period)
+    except Exception as exc:  # noqa: BLE001 - any failure here is ours, and must stay this file's
+        log.line(f"{name}：整理数据时程序出错：{exc!r}\n{traceback.format_exc()}")
+        return FileReturn(file=name, period=period).reject(
+            f"整理本文件数据时程序出错（{type(exc).__name__}），本文件暂未采用，原文件已保存。"
+            "请把本文件转交技术支持；也可请报送单位改用下发的模板重新填报。",
+            "internal-error",
+        )
 
 
 def _failure_message(outcome, timeout: float) -> str:

@@ -27,6 +27,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "not-your-task": ("cell_code", "{cell}：指标“{code}”不是{unit}的任务，请删除该行，或由该指标的填报单位报送"),
     "duplicate-row": ("cell_code", "{cell}：指标“{code}”在本文件中重复填报，已采用第一行，请删除重复的行"),
     "rank-invalid": ("cell_code", "{cell}：排名应为正整数，请核对"),
+    "unexpected": ("cell_code", "{cell}：第{row}行的数据不符合要求，已不采用。请按下发的模板填写该行"),
     "error-value": ("cell_completed", "{cell}：已完成单元格显示错误值“{completed_raw}”，请改为填写累计完成数（数字）"),
     "formula-no-value": ("cell_completed", "{cell}：已完成是公式“{completed_raw}”，但文件中没有保存计算结果，"
                          "请用 Excel 或 WPS 打开后保存，或直接填写数字"),
@@ -92,11 +93,11 @@ def _issues_from_failures(frame: pd.DataFrame, failures: pd.DataFrame) -> tuple[
     issues, rejected, seen = [], set(), set()
     for case in failures.itertuples(index=False):
         if case.index is None or pd.isna(case.index):
-            raise RuntimeError(f"schema failure without a row: {case.check} {case.failure_case}")
+            continue  # a whole-frame failure (a column missing) cannot come from the users' files
         check = str(case.check)
         name = _COLUMN_CHECKS.get((case.column, check), check)
         if name not in MESSAGES:
-            raise RuntimeError(f"no message for check {name!r} on column {case.column!r}")
+            name = "unexpected"  # a check without its own advice still rejects only its row
         key = (name, case.index)
         if key in seen:
             continue

@@ -298,3 +298,39 @@ def test_january_continues_nothing_from_december(workspace):
     row = next(r for r in workspace.detail() if r["指标编号"] == "1-1")
     assert (row["上期累计"], row["本期新增"], row["已完成"]) == (None, None, 500)
     assert not any("比上期" in i["问题"] for i in workspace.issues())
+
+
+def test_a_bug_while_normalizing_one_file_costs_that_file_only(workspace, monkeypatch):
+    import pipeline.run
+
+    real = pipeline.run.normalize_book
+
+    def flaky(book, name, *args):
+        if name == "区残联.xlsx":
+            raise KeyError("boom")
+        return real(book, name, *args)
+
+    monkeypatch.setattr(pipeline.run, "normalize_book", flaky)
+    good_return(workspace)
+    make_return(workspace.inbox / "区残联.xlsx", [["2-1", "", 181, 108, "", "", "", ""]], mtime=OLD)
+    result, summary = run(workspace)
+    assert result.exit_code == 1
+    assert summary["rejected"] == ["区残联.xlsx"] and summary["accepted"] == ["区人社局.xlsx"]
+    [issue] = [i for i in workspace.issues() if i["文件"] == "区残联.xlsx"]
+    assert "程序出错" in issue["问题"] and "原文件已保存" in issue["问题"]
+    logs = "".join(p.read_text(encoding="utf-8") for p in (workspace.state / "logs").glob("*.log"))
+    assert "KeyError" in logs
+
+
+def test_an_edited_template_period_falls_back_to_this_period(workspace):
+    path = good_return(workspace)
+    book = openpyxl.load_workbook(path)
+    meta = book.create_sheet("_consolidate_meta")
+    meta.append(["unit", "区人社局"])
+    meta.append(["period", "五月"])
+    meta.sheet_state = "veryHidden"
+    book.save(path)
+    os.utime(path, (OLD, OLD))
+    result, summary = run(workspace)
+    assert result.exit_code == 0 and summary["accepted"] == ["区人社局.xlsx"]
+    assert next(r for r in workspace.detail() if r["指标编号"] == "1-1")["已完成"] == 3500

@@ -21,6 +21,7 @@ from .read import CellError, RawBook, RawSheet
 
 # Rows under the table that are notes, not data.
 _NOTE = re.compile(r"^(填报人|填表人|联系人|联系电话|电话|审核人|审核|制表|制表人|负责人|注|备注|说明|填报日期|日期)\s*[:：]")
+_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _SUBTOTAL = re.compile(r"^(合计|小计|总计|共计)$")
 # Columns whose merged cells mean "the same for every row below" (a project over its indicators).
 _FILL_DOWN = ("seq", "project", "leader", "lead_units", "unit", "level")
@@ -112,7 +113,10 @@ def normalize_book(
     book: RawBook, file_name: str, index: TaskIndex, aliases: dict[str, str], period: str
 ) -> FileReturn:
     """Find the table, the unit and the period, and turn each data row into return rows."""
-    result = FileReturn(file=file_name, period=book.meta.get("period") or period)
+    stated = book.meta.get("period", "")
+    result = FileReturn(file=file_name, period=stated if _PERIOD.match(stated) else period)
+    if stated and not _PERIOD.match(stated):
+        result.notes.append(f"模板中的期间“{stated}”格式不对，按本期 {period} 处理")
     for sheet in book.sheets:
         if not sheet.name:
             sheet.name = file_name.rsplit(".", 1)[0]
