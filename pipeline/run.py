@@ -30,6 +30,7 @@ from .report.workbook import WorkbookInput, lagging_items, workbook_name, write_
 from .runlog import RunLog
 from .store import Store, now_text, run_lock
 from .tasks import read_task_list
+from .text import shorten
 from .validate import validate_returns
 
 # Bump when reading or normalizing changes what a file yields: stored results are then redone.
@@ -42,7 +43,7 @@ FAILURE_MESSAGES = {
     "timeout": "文件读取超时（超过 {timeout:g} 秒），可能过大或已损坏。请检查后重新保存为普通 Excel 文件发送。",
     "memory": "文件读取时占用内存超过上限，可能含有大量空行空列或已损坏。请删除多余内容后重新发送。",
     "crashed": "文件导致读取程序异常退出，可能已损坏或是恶意构造的文件。请重新保存后发送。",
-    "error": "文件无法读取：{detail}",
+    "error": "文件无法读取（{detail}），可能已损坏或格式特殊。请用 Excel 或 WPS 打开后另存为 .xlsx 再发送。",
 }
 
 
@@ -285,6 +286,7 @@ def _failure_message(outcome, timeout: float) -> str:
     detail = outcome.detail
     if outcome.failure == "error" and detail.startswith("ReadError: "):
         return detail.removeprefix("ReadError: ")
+    detail = shorten(detail.splitlines()[0] if detail else "", 80)
     return FAILURE_MESSAGES.get(outcome.failure, FAILURE_MESSAGES["error"]).format(timeout=timeout, detail=detail)
 
 
