@@ -203,3 +203,28 @@ def test_unit_with_all_returns_rejected_is_missing(workspace):
     assert summary["rejected"] == ["区残联.xlsx"]
     assert "区残联" in summary["missing_units"]
 
+
+
+def test_empty_inbox_reports_everyone_missing(workspace):
+    result = invoke(workspace.config, "run", "--json")
+    summary = last_json(result.output)
+    assert result.exit_code == 0
+    assert summary["missing_units"] == ["区人社局", "区残联", "区文旅广体局"]
+    assert {row["状态"] for row in workspace.detail()} == {"未报送"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda text: text.replace("指标类型,", "类型,"), "第1行缺少列：指标类型"),
+        (lambda text: text.replace(",8150,", ",八千,"), "tasks!F2 目标值“八千”不是非负数"),
+        (lambda text: text + "1-1,1,省级,促进就业,重复,1,人,数量,亓磊,区人社局,\n", "指标 1-1 对填报单位 区人社局 出现了多次"),
+    ],
+)
+def test_a_bad_task_list_stops_with_the_cell_to_fix(workspace, edit, message):
+    path = workspace.root / "tasks.csv"
+    path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
+    result = invoke(workspace.config, "run")
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not list(workspace.outbox.glob("*.xlsx"))
