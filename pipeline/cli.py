@@ -98,7 +98,7 @@ def run(config_path: str, as_json: bool, send_mail: bool, quiet: bool):
     if as_json:
         keys = ("workbook", "period", "accepted", "rejected", "partial", "superseded", "deferred", "skipped",
                 "missing_units", "issues", "errors", "warnings", "lagging_count", "status_counts", "exit_code",
-                "new_files", "mail")  # fmt: skip
+                "new_files", "unchanged", "mail")  # fmt: skip
         click.echo(json.dumps({k: summary[k] for k in keys if k in summary}, ensure_ascii=False))
     elif quiet:
         import time
@@ -119,7 +119,8 @@ def _print_summary(result) -> None:
     missing = "、".join(result.missing_units) if result.missing_units else "无"
     click.echo(f"  未报送单位 {len(result.missing_units)} 个：{missing}")
     click.echo(f"  滞后事项 {result.lagging} 项；问题清单 {len(result.issues)} 条")
-    click.echo(f"  汇总表：{result.workbook}")
+    same = "（内容与上次相同，未重写）" if result.summary.get("unchanged") else ""
+    click.echo(f"  汇总表：{result.workbook}{same}")
 
 
 def _progress_bar():

@@ -26,7 +26,7 @@ from .intake.normalize import FileReturn, TaskIndex, frame_from_returns, normali
 from .intake.read import read_book
 from .intake.safety import IN_PROGRESS_SUFFIXES, inspect_file, is_settling, should_skip
 from .merge import choose_returns, merge_tasks, missing_rows, missing_units, superseded_issue
-from .report.workbook import WorkbookInput, lagging_items, workbook_name, write_workbook
+from .report.workbook import WorkbookInput, content_digest, lagging_items, workbook_name, write_workbook
 from .runlog import RunLog
 from .store import Store, now_text, run_lock
 from .tasks import read_task_list
@@ -136,18 +136,26 @@ def _run_locked(config: Config, log: RunLog, progress, now: float) -> RunResult:
             result.deferred, result.skipped, result.new_files = deferred, skipped, len(fresh)
             target = paths.outbox / workbook_name(config.report.title, period)
             temp = paths.outbox / f"{TEMP_PREFIX}{os.getpid()}.tmp"
+            contents = _workbook_input(config, tasks, result)
+            digest = content_digest(contents)
+            # The same contents make the same workbook: a night with nothing new keeps it as it is.
+            unchanged = target.exists() and _last_digest(paths.state) == digest
             try:
-                write_workbook(_workbook_input(config, tasks, result), temp)
-                checkpoint("written")
+                if not unchanged:
+                    write_workbook(contents, temp)
+                    checkpoint("written")
                 result.workbook = target
-                result.summary = build_summary(config, result, started)
+                result.summary = build_summary(config, result, started) | {"digest": digest, "unchanged": unchanged}
                 store.record_run(started, period, result.exit_code, result.summary)
             except BaseException:
                 temp.unlink(missing_ok=True)
                 raise
         checkpoint("committed")
-        _fsync(temp)
-        os.replace(temp, target)
+        if unchanged:
+            log.line("与上次运行的汇总内容相同，汇总表保持不变")
+        else:
+            _fsync(temp)
+            os.replace(temp, target)
         checkpoint("published")
         write_json_atomic(paths.state / LAST_RUN, result.summary)
         return result
@@ -428,6 +436,13 @@ def sweep_temporaries(outbox: Path, log: RunLog) -> None:
             log.line(f"清理上次中断运行留下的临时文件 {stray.name}")
         except OSError:
             pass
+
+
+def _last_digest(state: Path) -> str | None:
+    try:
+        return json.loads((state / LAST_RUN).read_text(encoding="utf-8")).get("digest")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

@@ -334,3 +334,21 @@ def test_an_edited_template_period_falls_back_to_this_period(workspace):
     result, summary = run(workspace)
     assert result.exit_code == 0 and summary["accepted"] == ["区人社局.xlsx"]
     assert next(r for r in workspace.detail() if r["指标编号"] == "1-1")["已完成"] == 3500
+
+
+def test_a_night_with_nothing_new_keeps_the_workbook_and_a_change_rewrites_it(workspace):
+    good_return(workspace)
+    run(workspace)
+    book = workspace.workbook()
+    os.utime(book, (OLD, OLD))
+    run(workspace)
+    state = json.loads((workspace.state / "last_run.json").read_text(encoding="utf-8"))
+    assert state["unchanged"] is True and book.stat().st_mtime == OLD
+    text = workspace.config.read_text(encoding="utf-8").replace('title = "测试汇总表"', 'title = "测试汇总表"\nsevere_lag_points = 10')
+    workspace.config.write_text(text, encoding="utf-8")
+    run(workspace)
+    state = json.loads((workspace.state / "last_run.json").read_text(encoding="utf-8"))
+    assert state["unchanged"] is False and book.stat().st_mtime > OLD
+    book.unlink()
+    run(workspace)
+    assert book.exists()

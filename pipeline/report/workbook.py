@@ -12,6 +12,7 @@ coloured legend, A4 landscape fitted to the page width, the header row repeated 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import unicodedata
 from dataclasses import dataclass, field
@@ -69,6 +70,24 @@ class WorkbookInput:
     def units(self) -> list[str]:
         """Reporting units in task-list order."""
         return list(dict.fromkeys(self.tasks["unit"])) if "unit" in self.tasks else []
+
+
+def content_digest(data: WorkbookInput) -> str:
+    """A fingerprint of everything the workbook shows, and of the code that draws it.
+
+    Equal digests mean an identical workbook, so a night with nothing new need not rewrite it
+    (at province scale the writing is half the run).
+    """
+    digest = hashlib.sha256()
+    for frame in (data.master, data.tasks.astype(str)):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        digest.update(repr(list(frame.columns)).encode())
+    digest.update(repr([issue.to_dict() for issue in data.issues]).encode())
+    digest.update(repr((data.title, data.period, data.missing_units, data.title_font, data.body_font,
+                        data.footnote, data.severe_points)).encode())  # fmt: skip
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
 
 
 def workbook_name(title: str, period: str) -> str:
