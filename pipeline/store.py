@@ -293,12 +293,6 @@ class Store:
 
     # -- mail ------------------------------------------------------------------------------
 
-    def mail_sent(self, workbook_sha256: str, kind: str) -> bool:
-        row = self.conn.execute(
-            "SELECT 1 FROM mails WHERE workbook_sha256 = ? AND kind = ?", (workbook_sha256, kind)
-        ).fetchone()
-        return row is not None
-
     def last_mail(self, kind: str, workbook_sha256: str | None = None) -> dict | None:
         """The latest mail of this kind (for this workbook when given): recipients and sent_at."""
         query = "SELECT workbook_sha256, recipients, sent_at FROM mails WHERE kind = ?"

@@ -168,15 +168,13 @@ def _read_rows(path: Path) -> tuple[list[list], str]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
+            from .intake.safety import detect_text_encoding
+
             data = path.read_bytes()
-            for encoding in ("utf-8-sig", "gb18030"):
-                try:
-                    text = data.decode(encoding)
-                    break
-                except UnicodeDecodeError:
-                    continue
-            else:
-                raise ConfigError(f"任务清单 {path.name} 的编码无法识别，请另存为 UTF-8 的 CSV 或 .xlsx。")
+            try:
+                text = data.decode(detect_text_encoding(data))
+            except UnicodeDecodeError:
+                raise ConfigError(f"任务清单 {path.name} 的编码无法识别，请另存为 UTF-8 的 CSV 或 .xlsx。") from None
             return [list(row) for row in csv.reader(io.StringIO(text))], path.stem
         from python_calamine import CalamineWorkbook
 

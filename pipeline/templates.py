@@ -74,11 +74,6 @@ def template_name(unit: str, period: str) -> str:
     return f"{_UNSAFE_NAME.sub('_', unit).strip() or '单位'}_{period}_填报模板.xlsx"
 
 
-def template_path(outbox: Path, unit: str, period: str) -> Path:
-    """Where `consolidate templates` writes a unit's template (mail attaches it from here)."""
-    return outbox / TEMPLATE_FOLDER / template_name(unit, period)
-
-
 def template_title(title: str) -> str:
     """The report's title as a fill-in form's: …完成情况汇总表 → …完成情况填报表."""
     base = title.removesuffix("汇总表").removesuffix("表")

@@ -29,10 +29,6 @@ def status_light(status: str) -> str:
     return STAGE_COLOURS.get(status, status)
 
 
-def number_format_for(value: float) -> str:
-    return INTEGER_FORMAT if float(value).is_integer() else DECIMAL_FORMAT
-
-
 class Styles:
     def __init__(self, book, title_font: str, body_font: str, size: int = 11):
         self.body_font = body_font
