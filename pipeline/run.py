@@ -25,7 +25,7 @@ from .intake.layout import build_alias_index
 from .intake.normalize import FileReturn, TaskIndex, frame_from_returns, normalize_book
 from .intake.read import read_book
 from .intake.safety import IN_PROGRESS_SUFFIXES, inspect_file, is_settling, should_skip
-from .merge import choose_returns, merge_tasks, missing_rows, missing_units, superseded_issue
+from .merge import ROW_COLUMNS_USED, choose_returns, merge_tasks, missing_rows, missing_units, superseded_issue
 from .report.workbook import WorkbookInput, content_digest, lagging_items, workbook_name, write_workbook
 from .runlog import RunLog
 from .store import Store, now_text, run_lock
@@ -306,7 +306,7 @@ def consolidate(store: Store, config: Config, tasks: pd.DataFrame, period: str, 
     replaced it (the unit's correction answers them).
     """
     files = store.period_files(period)
-    rows = store.period_rows(period)
+    rows = store.period_rows(period, ROW_COLUMNS_USED)
     chosen, superseded_issues = choose_returns(rows, files)
     keys = pd.Series(list(zip(files["sha256"], files["file"], strict=True)), index=files.index, dtype=object)
     winners = set(zip(chosen["sha256"], chosen["file"], strict=True)) if not chosen.empty else set()
@@ -362,7 +362,7 @@ def previous_values(store: Store, period: str) -> pd.DataFrame | None:
     before = previous_period(period)
     if before is None:
         return None
-    rows = store.period_rows(before)
+    rows = store.period_rows(before, ["unit", "code", "completed"])
     if rows.empty:
         return None
     chosen, _ = choose_returns(rows, store.period_files(before))

@@ -147,3 +147,55 @@ def test_planned_counts_become_shares_and_bad_plans_name_the_cell(tmp_path):
     path.write_text(header + "1-1,1,区级,p,i,200,人,数量,l,区人社局,500,\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="K2 计划进度超过目标值"):
         read_task_list(path)
+
+
+def test_the_column_reading_of_a_task_list_equals_the_row_reading(tmp_path):
+    """The fast path (whole columns) gives exactly the frame the row-by-row reading builds."""
+    from pipeline.tasks import PLAN_HEADERS, TASK_HEADERS, _read_clean_list, _task_record
+    from pipeline.text import header_key
+
+    path = tmp_path / "tasks.csv"
+    path.write_text(
+        "指标编号,序号,级别,项目名称,指标任务,目标值,计量单位,指标类型,牵头领导,牵头责任单位,填报单位,二季度,四季度\n"
+        "1-1,1,区级, p ,i,200,人,数量,l,区人社局、区民政局,,50,100%\n"
+        ",,,,,,,,,,,,\n"
+        ",注：本表由督查室填写\n"  # a note: a short row, blank past its end
+        "1-2,2,区级,,i2,,项,,l,区残联,区残联 ,,\n"
+        "1-3,3,区级,p3,,3.5万,个,数量,l,区人社局,,0.4,\n",
+        encoding="utf-8",
+    )
+    rows = [line.split(",") for line in path.read_text(encoding="utf-8").splitlines()]
+    header = [header_key(cell) for cell in rows[0]]
+    columns = {TASK_HEADERS[key]: i for i, key in enumerate(header) if key in TASK_HEADERS}
+    plans = {PLAN_HEADERS[key]: i for i, key in enumerate(header) if key in PLAN_HEADERS}
+    problems: list[str] = []
+    records = [_task_record(row, columns, plans, n, "tasks", problems) for n, row in enumerate(rows[1:], start=2)]
+    expected = pd.DataFrame.from_records([r for r in records if r is not None])
+    assert problems == []
+    pd.testing.assert_frame_equal(_read_clean_list(rows[1:], columns, plans), expected)
+    rows[5][5] = "很多"  # a problem: left to the row reading, which names the cell
+    assert _read_clean_list(rows[1:], columns, plans) is None
+
+
+def test_check_reported_looks_at_the_same_rows_whatever_the_dtypes():
+    """The whole-column prefilter flags what the row loop flags; object columns fall back to it."""
+    from pipeline.compute import check_reported
+
+    frame = compute_master(
+        merged_frame([
+            {"code": "1", "unit": "a", "target": 100, "completed": 40, "reported_rate": 0.5, "previous": 50},
+            {"code": "2", "unit": "a", "target": 100, "completed": 40, "reported_rate": 0.4, "target_reported": 90},
+            {"code": "3", "unit": "a", "target": 100, "completed": np.nan, "row": 7},
+            {"code": "4", "unit": "a", "target": 100, "completed": 10, "returned": False, "reported_rate": 0.9},
+            {"code": "5", "unit": "a", "target": 100, "completed": 10, "reported_rate": 0.10000000001},
+        ]).assign(target_reported=lambda f: f.get("target_reported", np.nan), row=lambda f: f.get("row", 1),
+                  sheet="Sheet1", cell_rate="F2", cell_narrative="", cell_target="C2", cell_completed=""),
+        5, 20,
+    )  # fmt: skip
+    issues = check_reported(frame, 0.5)
+    assert [(i.code, i.message.split("：")[0]) for i in issues] == [
+        ("rate-mismatch", "F2"), ("decreased", "指标 1 的累计完成数 40 比上期的 50 少，累计数不应减少，请核对。"),
+        ("target-mismatch", "C2"), ("no-value", "第7行"),
+    ]  # fmt: skip
+    as_objects = frame.astype({c: object for c in ("reported_rate", "rate", "change")})
+    assert check_reported(as_objects, 0.5) == issues

@@ -71,6 +71,30 @@ def test_every_received_file_is_archived_by_hash_and_recorded(workspace):
     assert conn.execute("SELECT COUNT(*) FROM runs").fetchone() == (1,)
 
 
+def test_bytes_already_archived_are_not_copied_again_and_large_files_stream(workspace, monkeypatch):
+    from pipeline import store as store_module
+
+    good = good_return(workspace)
+    run(workspace)
+    archived = workspace.state / "archive" / sha(good)[:2] / f"{sha(good)}.xlsx"
+    before = archived.stat().st_ino, archived.stat().st_mtime_ns
+    store = store_module.Store(workspace.state)
+    try:
+        assert store.take_in(good, 0) == (sha(good), good.stat().st_size, None)  # nothing to write
+        assert store.publish([(sha(good), None, ".XLSX")]) == [archived]
+        monkeypatch.setattr(store_module, "IN_MEMORY_BYTES", 1000)  # larger files are streamed
+        large = workspace.root / "large.bin"
+        large.write_bytes(os.urandom(3 << 20))
+        digest, size, temp = store.take_in(large, 1)
+        assert (digest, size) == (sha(large), 3 << 20) and sha(temp) == digest
+        assert store.publish([(digest, temp, ".bin")])[0].read_bytes() == large.read_bytes()
+    finally:
+        store.close()
+    _, again = run(workspace)
+    assert again["new_files"] == 0 and (archived.stat().st_ino, archived.stat().st_mtime_ns) == before
+    assert not list((workspace.state / "archive").glob(".intake-*"))
+
+
 def test_a_file_seen_before_is_not_processed_again(workspace):
     good_return(workspace)
     _, first = run(workspace)
