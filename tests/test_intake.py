@@ -402,3 +402,49 @@ def test_more_rows_than_the_limit_is_refused(workspace):
     _, summary = run(workspace)
     assert summary["rejected"] == ["区残联.xlsx"]
     assert "行数超过上限" in workspace.issues()[0]["问题"]
+
+
+# -- the quick paths (memo, plain floats, long texts) answer as the plain ones --------------------
+
+
+def test_number_reading_is_the_same_when_repeated_or_long():
+    from pipeline.text import ParsedNumber
+
+    for _ in range(2):  # the second answer comes from the memo
+        assert parse_number("3500人") == ParsedNumber(3500.0, True, False, "人")
+        assert parse_number("见附件") == ParsedNumber(None, False)
+    assert parse_number("3500" + " " * 300).value == 3500  # too long to be kept in the memo
+    assert parse_number(3.0) == ParsedNumber(3.0, True)
+    assert parse_number(float("nan")) == ParsedNumber(None, True)
+    assert parse_number(float("inf")) == ParsedNumber(None, False)
+    assert parse_rate(43.0).value == pytest.approx(0.43) and parse_rate(3.0).value == 3.0
+
+
+def test_keys_of_long_texts_are_taken_as_of_short_ones():
+    from pipeline.text import header_key, text_key
+
+    assert header_key("城镇新增就业（人）" + " " * 300) == header_key("城镇新增就业（人）") == "城镇新增就业"
+    assert text_key("城镇新增就业８１５０人" + "，" * 300) == text_key("城镇新增就业8150人") == "城镇新增就业8150人"
+
+
+def test_task_index_by_code_keeps_the_task_list_order():
+    import pandas as pd
+
+    from pipeline.intake.normalize import TaskIndex
+
+    tasks = pd.DataFrame(
+        {
+            "unit": ["区民政局", "区民政局", "区残联"],
+            "code": ["9-1", "9-1", "9-1"],
+            "indicator": ["新增养老床位100张", "改造养老院2个", "康复救助残疾儿童181人"],
+            "project": ["养老服务", "养老服务", "残疾人康复"],
+            "target": [100.0, float("nan"), 181.0],
+            "measure": ["张", "个", "人"],
+            "kind": ["数量", "数量", "数量"],
+        }
+    )
+    index = TaskIndex.from_tasks(tasks)
+    both = index.by_unit_code["区民政局"]["9-1"]
+    assert [task["indicator"] for task in both] == ["新增养老床位100张", "改造养老院2个"]
+    assert [task["target"] for task in both] == [100.0, None]
+    assert both == index.by_unit["区民政局"] and index.pairs == {("9-1", "区民政局"), ("9-1", "区残联")}

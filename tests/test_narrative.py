@@ -475,3 +475,35 @@ def test_parse_rank(text, expected):
 )
 def test_parse_amount(text, expected):
     assert parse_amount(text) == expected
+
+
+# -- the quick paths (memo, text already folded, few spans) answer as the plain ones -------------
+
+
+@pytest.mark.parametrize(
+    ("narrative", "fragment"),
+    [
+        ("已完成108人，完成率43%。", "已完成108人"),  # nothing to fold: read as it is
+        ("已完成 108 人，完成率４３％。", "已完成 108 人"),  # spaces dropped, full-width folded
+        ("已完成１０８人\u3000完成率43%", "已完成１０８人"),
+    ],
+)
+def test_folding_maps_back_to_what_was_written(narrative, fragment):
+    for _ in range(2):  # the second answer comes from the memo
+        facts = extract_facts(narrative, target=250, measure="人")
+        assert (facts.completed, facts.completed_fragment, facts.reported_rate) == (108, fragment, 0.43)
+
+
+def test_a_long_narrative_is_read_like_a_short_one():
+    short = "已完成108人。"
+    long = short + "按计划推进。" * 100  # over the memo's length limit
+    assert extract_facts(long, target=250, measure="人") == extract_facts(short, target=250, measure="人")
+
+
+def test_masking_many_spans_as_a_few_at_a_time():
+    from pipeline.intake.narrative import _mask
+
+    text = "预计6月开工，" * 6
+    spans = [(7 * i, 7 * i + 4) for i in range(6)]
+    assert _mask(text, spans) == _mask(_mask(text, spans[:3]), spans[3:])
+    assert _mask(text, spans).count("\x00") == 24 and len(_mask(text, spans)) == len(text)

@@ -77,9 +77,9 @@ def find_layout(sheet: RawSheet, aliases: dict[str, str]) -> Layout | None:
     """The best header in the first rows, or None when no row looks like our table's header."""
     rows = sheet.rows[:HEADER_SEARCH_ROWS]
     merged_header = _merged_lookup(sheet, len(rows))
-    key = _key_lookup(rows, merged_header)
+    key, grid = _key_lookup(rows, merged_header)
     # A row without any header word can be neither a one-row header nor part of a two-row one.
-    headed = [_row_has_header(rows, key, r, aliases) for r in range(len(rows))]
+    headed = [_keys_have_header(keys, aliases) for keys in grid]
     best: Layout | None = None
     for top in range(len(rows)):
         if not headed[top]:
@@ -98,16 +98,23 @@ def find_layout(sheet: RawSheet, aliases: dict[str, str]) -> Layout | None:
 
 
 def _key_lookup(rows, merged_header):
-    """header_key of a cell, computed once per cell: the search visits each cell up to 4 times."""
-    memo: dict[tuple[int, int], str] = {}
+    """header_key of a cell, computed once per cell: the search visits each cell up to 4 times.
+
+    Every cell of the searched rows is needed (whether a row holds any header word reads them
+    all), so the keys are taken row by row up front, and a visit is a list index.
+    """
+    grid = [["" if value is None else header_key(value) for value in row] for row in rows]
+    for (r, c), value in merged_header.items():
+        if c < len(rows[r]) and rows[r][c] is None:
+            grid[r][c] = header_key(value)  # a blank cell under a merge reads as its top-left (_cell)
 
     def key(r: int, c: int) -> str:
-        found = memo.get((r, c))
-        if found is None:
-            found = memo[(r, c)] = header_key(_cell(rows, merged_header, r, c))
-        return found
+        keys = grid[r]
+        if c < len(keys):
+            return keys[c]
+        return header_key(merged_header.get((r, c)))  # past the row's end only a merge reaches
 
-    return key
+    return key, grid
 
 
 def _try_header(rows, merged_header, key_of, top, depth, aliases) -> Layout | None:
@@ -156,8 +163,13 @@ def _try_header(rows, merged_header, key_of, top, depth, aliases) -> Layout | No
 
 def _row_has_header(rows, key_of, r, aliases) -> bool:
     """A two-row header only when both rows hold header text (not a title or the first data row)."""
-    keys = [key_of(r, c) for c in range(len(rows[r]))]
-    return any(key in aliases or key in SPLIT_HEADERS for key in keys if key)
+    return _keys_have_header([key_of(r, c) for c in range(len(rows[r]))], aliases)
+
+
+def _keys_have_header(keys: list[str], aliases) -> bool:
+    if aliases.keys().isdisjoint(keys) and SPLIT_HEADERS.keys().isdisjoint(keys):
+        return False  # most rows (titles, data): settled by two set checks, without a loop
+    return any(key in aliases or key in SPLIT_HEADERS for key in keys if key)  # a blank key is no header
 
 
 def _cell(rows, merged_header, r, c):

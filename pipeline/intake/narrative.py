@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
+from typing import NamedTuple
 
 __all__ = [
     "STAGES",
@@ -53,15 +56,22 @@ class _Folded:
 
     original: str
     text: str
-    positions: tuple[int, ...]  # original index of each character of ``text``
+    positions: Sequence[int]  # original index of each character of ``text``
 
     def original_span(self, start: int, end: int) -> str:
         """The original text behind ``text[start:end]``, spaces included."""
         return self.original[self.positions[start] : self.positions[end - 1] + 1]
 
 
+# Characters that _fold changes or drops: when a text has none (most narratives), it is its own fold.
+_FOLDED_AWAY = re.compile(r"[\s\uff01-\uff0b\uff0d-\uff5e]")
+
+
 def _fold(text: str) -> _Folded:
     """Fold full-width characters and drop whitespace ("已完成 108 人" reads as "已完成108人")."""
+    if _FOLDED_AWAY.search(text) is None:
+        # A range maps each position to itself without building a tuple of every index.
+        return _Folded(text, text, range(len(text)))
     kept = [
         (index, char)
         for index, char in enumerate(text.translate(_FOLD_TABLE))
@@ -143,16 +153,22 @@ def _same_unit(a: str, b: str) -> bool:
     return a == b or a == b + "次" or b == a + "次"
 
 
+@lru_cache(maxsize=4096)
+def _measure_scale(measure: str) -> tuple[Decimal, str]:
+    """"万人" -> (10000, "人"): a task list has a few dozen measures, each met on thousands of rows."""
+    base = _BRACKETED.sub("", _fold(measure).text)
+    if len(base) > 1 and base[0] in _MULTIPLIERS:
+        return _MULTIPLIERS[base[0]], base[1:]
+    return Decimal(1), base
+
+
 def _in_measure(count: _Count, measure: str | None) -> Decimal | None:
     """The count expressed in the task's measure ("万人" divides by 10000); None if the units differ."""
     if not measure:
         return count.value
-    base = _BRACKETED.sub("", _fold(measure).text)
+    scale, base = _measure_scale(measure)
     if not base:
         return count.value
-    scale = Decimal(1)
-    if len(base) > 1 and base[0] in _MULTIPLIERS:
-        scale, base = _MULTIPLIERS[base[0]], base[1:]
     if not count.unit:
         # "已完成9.5" against "万人" already speaks in 万; "已完成95000" or "9.5万" does not.
         return (
@@ -179,9 +195,8 @@ _START = re.compile(
 _ABOUT_STARTING = re.compile(r"开工|动工|开建")
 
 
-@dataclass(frozen=True)
-class _Count:
-    """One "已完成N单位" statement."""
+class _Count(NamedTuple):
+    """One "已完成N单位" statement (a named tuple: made for every amount read, so cheap to build)."""
 
     value: Decimal
     unit: str
@@ -214,8 +229,15 @@ _FULL = re.compile(
 _NEGATIONS = ("未", "没", "不", "无", "待")
 
 
+# Every _FULL statement contains one of these words; most narratives have none, and looking for
+# them is much cheaper than trying _FULL at every position.
+_FULL_HINT = re.compile("全部|全面|圆满|超额|提前|均已|都已|全年|年度")
+
+
 def _find_full(text: str) -> re.Match | None:
     """The first "已全部完成"-like statement that is not negated ("尚未全部完成")."""
+    if _FULL_HINT.search(text) is None:
+        return None
     for match in _FULL.finditer(text):
         before = text[max(0, match.start() - 3) : match.start()]
         if not any(word in before for word in _NEGATIONS):
@@ -240,13 +262,19 @@ _RANK_CELL = re.compile(
 )
 
 
+@lru_cache(maxsize=4096)
+def _percent(number: str) -> Decimal:
+    """"22.7" -> Decimal("0.227"): the same few hundred rates recur in every return."""
+    return Decimal(number) / 100
+
+
 def _reported_rate(text: str) -> float | None:
     """The rate the unit wrote, as a fraction; "完成率32.4" without % still means 32.4%."""
     rates = set()
     for match in _RATE.finditer(text):
         if match["lead"] == "任务的" and not match["percent"]:
             continue  # "任务的3个" is not a rate
-        rates.add(Decimal(match["number"]) / 100)
+        rates.add(_percent(match["number"]))
     return (
         float(rates.pop()) if len(rates) == 1 else None
     )  # two different rates: not ours to pick
@@ -254,6 +282,8 @@ def _reported_rate(text: str) -> float | None:
 
 def _ranks_in(text: str) -> tuple[int | None, int | None]:
     """The one rank stated in prose; (None, None) when there is none or they disagree."""
+    if "排" not in text:
+        return None, None  # both patterns need 排 (排名, 排位, 排在, 排第)
     found = {(int(m["rank"]), int(m["of"])) for m in _RANK_AMONG.finditer(text)}
     if not found:
         found = {
@@ -332,7 +362,11 @@ _STAGE_SIGNALS = (
 
 def _mask(text: str, spans) -> str:
     """Blank out spans (same length, so positions still map to the original)."""
-    chars = list(text)
+    if len(spans) <= 4:  # the usual none, one or two: slicing beats exploding the text into a list
+        for start, end in spans:
+            text = text[:start] + "\x00" * (end - start) + text[end:]
+        return text
+    chars = list(text)  # many spans: one pass, not a copy of the text per span
     for start, end in spans:
         chars[start:end] = "\x00" * (end - start)
     return "".join(chars)
@@ -393,7 +427,10 @@ def _choose_completed(
         for count in counts
         if (value := _in_measure(count, measure)) is not None
     ]
-    values = list(dict.fromkeys(value for _, value in compatible))
+    # Distinct values in order; one statement (the usual case) needs no hashing of Decimals.
+    values = [value for _, value in compatible]
+    if len(values) > 1:
+        values = list(dict.fromkeys(values))
     if len(values) > 1:
         amounts = "、".join(dict.fromkeys(count.amount_text for count, _ in compatible))
         return (
@@ -448,6 +485,14 @@ def extract_facts(
     indicator = indicator if isinstance(indicator, str) else None
     if target is not None and math.isnan(target):
         target = None
+    if len(narrative) > _MEMO_CHARS:
+        return _extract_facts(narrative, target, measure, indicator)
+    return _extract_facts_memo(narrative, target, measure, indicator)
+
+
+def _extract_facts(
+    narrative: str, target: float | None, measure: str | None, indicator: str | None
+) -> NarrativeFacts:
     folded = _fold(narrative)
     futures = [match.span() for match in _FUTURE.finditer(folded.text)]
     planned = set()
@@ -489,6 +534,14 @@ def extract_facts(
         stage=stage,
         ambiguous=ambiguous,
     )
+
+
+# Narratives repeat across returns ("已完成87项，完成率22.7%。" from many units), and a province run
+# extracts ~70k of them: read each distinct one once. The facts are frozen, so sharing is safe;
+# typed, so that a target of 1 and of 1.0 are kept apart as the uncached code would. Only short
+# narratives (nearly all of them) are kept, so that the cache stays ~20 MB at most whatever is sent.
+_MEMO_CHARS = 200
+_extract_facts_memo = lru_cache(maxsize=1 << 15, typed=True)(_extract_facts)
 
 
 # --- one narrative, several indicators ----------------------------------------------------------

@@ -7,14 +7,25 @@ keeps the address of the cell it came from, so that validation can point at it.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import pandas as pd
 
-from ..errors import ERROR, WARNING, Issue, cell_address
-from ..text import clean_text, fold, parse_number, parse_rate, sanitize, shorten, split_names, text_key
+from ..errors import ERROR, WARNING, Issue, cell_address, column_letter
+from ..text import (
+    PERCENT_ABOVE,
+    clean_text,
+    fold,
+    parse_number,
+    parse_rate,
+    sanitize,
+    shorten,
+    split_names,
+    text_key,
+)
 from .layout import Layout, find_layout
 from .narrative import NarrativeFacts, extract_facts, parse_rank, split_for_indicators
 from .read import CellError, RawBook, RawSheet
@@ -25,6 +36,8 @@ _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _SUBTOTAL = re.compile(r"^(合计|小计|总计|共计)$")
 # Columns whose merged cells mean "the same for every row below" (a project over its indicators).
 _FILL_DOWN = ("seq", "project", "leader", "lead_units", "unit", "level")
+# The columns whose cell addresses a record or an issue quotes.
+_ADDRESSED = ("code", "indicator", "project", "completed", "target", "rate", "narrative", "remarks")
 _FILENAME_NOISE = re.compile(r"(盖章|签章|\d{4}年|\d{1,2}月份?|1-\d{1,2}月|报表|报送|填报|回执|最新|修改版?|终版|定稿|v\d+)")
 
 
@@ -41,19 +54,23 @@ class TaskIndex:
     def from_tasks(cls, tasks: pd.DataFrame) -> TaskIndex:
         by_unit: dict[str, list[dict]] = {}
         keys: dict[str, str] = {}  # a shared indicator's text recurs once per unit: fold it once
-        for task in tasks.itertuples(index=False):
-            for text in (task.indicator, task.project):
+        # Whole columns as Python lists: a province's task list has ~70k rows, and pd.isna or
+        # attribute access per row cost more than the rest of the loop.
+        columns = [tasks[name].tolist() for name in ("unit", "code", "indicator", "project", "measure", "kind", "target")]
+        blank_targets = tasks["target"].isna().tolist()
+        for unit, code, indicator, project, measure, kind, target, blank in zip(*columns, blank_targets, strict=True):
+            for text in (indicator, project):
                 if text not in keys:
                     keys[text] = text_key(text)
-            by_unit.setdefault(task.unit, []).append(
+            by_unit.setdefault(unit, []).append(
                 {
-                    "code": task.code,
-                    "indicator": task.indicator,
-                    "indicator_key": keys[task.indicator],
-                    "project_key": keys[task.project],
-                    "target": None if pd.isna(task.target) else float(task.target),
-                    "measure": task.measure,
-                    "kind": task.kind,
+                    "code": code,
+                    "indicator": indicator,
+                    "indicator_key": keys[indicator],
+                    "project_key": keys[project],
+                    "target": None if blank else float(target),
+                    "measure": measure,
+                    "kind": kind,
                 }
             )
         return cls(
@@ -62,6 +79,16 @@ class TaskIndex:
             pairs=set(zip(tasks["code"], tasks["unit"], strict=True)),
             by_unit=by_unit,
         )
+
+    @cached_property
+    def by_unit_code(self) -> dict[str, dict[str, list[dict]]]:
+        """unit → code → its tasks with that code, in task-list order (a lookup, not a scan per row)."""
+        lookup: dict[str, dict[str, list[dict]]] = {}
+        for unit, tasks in self.by_unit.items():
+            by_code = lookup[unit] = {}
+            for task in tasks:
+                by_code.setdefault(task["code"], []).append(task)
+        return lookup
 
     @cached_property
     def unit_keys(self) -> list[tuple[str, str]]:
@@ -230,21 +257,28 @@ def _collect_rows(sheet: RawSheet, layout: Layout, file_unit: str, index: TaskIn
     fill = _fill_down_values(sheet, layout)
     header_keys = {text_key(sheet.rows[r][c]) for r in layout.header_rows for c in columns.values()
                    if c < len(sheet.rows[r])}  # fmt: skip
+    # Column letters once per file: every record quotes up to six cell addresses.
+    letters = [(name, column_letter(columns[name]) if name in columns else "") for name in _ADDRESSED]
     seen_units = set()
     subtotals: list[tuple[int, object]] = []
+    fill_down = [(name, col) for name, col in columns.items() if name in _FILL_DOWN]
     for r in range(layout.first_data_row, len(sheet.rows)):
         row = sheet.rows[r]
+        width = len(row)
+        # The row's cell for each recognised column, looked up once: a row asks for ~11 of them.
+        cells = {name: row[col] if col < width else None for name, col in columns.items()}
+        if fill:
+            for name, col in fill_down:
+                if cells[name] is None:
+                    cells[name] = fill.get((r, col))
+        value = cells.get  # value("completed"): the cell, or None when the sheet has no such column
 
-        def value(name, _row=row, _r=r):
-            col = columns.get(name)
-            if col is None:
-                return None
-            cell = _row[col] if col < len(_row) else None
-            if cell is None and name in _FILL_DOWN:
-                cell = fill.get((_r, col))
-            return cell
-
-        present = [v for v in row if v is not None and clean_text(v)]
+        # The cells whose clean_text() is not blank. Asked of text and number cells, the usual kinds,
+        # without the call: a text cell's clean_text is v.strip(), a finite number's is never blank.
+        present = [
+            v for v in row
+            if v is not None and (v.strip() if type(v) is str else (type(v) is float and math.isfinite(v)) or clean_text(v))
+        ]  # fmt: skip
         if not present:
             continue
         first = fold(clean_text(present[0])).replace(" ", "")
@@ -253,8 +287,10 @@ def _collect_rows(sheet: RawSheet, layout: Layout, file_unit: str, index: TaskIn
         if _SUBTOTAL.match(text_key(value("code")) or text_key(value("seq")) or text_key(value("indicator"))):
             subtotals.append((r, value("completed")))
             continue
-        if all(text_key(v) in header_keys for v in present):  # stops at the first data value
-            continue  # the header repeated (printed page breaks)
+        # The header repeated (printed page breaks)? A data row fails on its first value, so test
+        # that one before setting up the scan of the rest.
+        if text_key(present[0]) in header_keys and all(text_key(v) in header_keys for v in present[1:]):
+            continue
         if r + 1 in sheet.hidden_rows:
             result.issues.append(
                 Issue(result.file, file_unit, f"{sheet.name}!A{r + 1}", WARNING, "hidden-row",
@@ -266,8 +302,7 @@ def _collect_rows(sheet: RawSheet, layout: Layout, file_unit: str, index: TaskIn
             unit = index.match_unit(unit_text) or unit_text
             seen_units.add(unit)
         lead_units = clean_text(value("lead_units"))
-        for record in _row_records(sheet, layout, r, value, unit, index, lead_units, result):
-            result.rows.append(record)
+        result.rows.extend(_row_records(sheet, letters, r, value, unit, index, lead_units, result))
     if not file_unit and len(seen_units) == 1:
         result.unit = next(iter(seen_units))
     _check_subtotals(sheet, layout, subtotals, result)
@@ -295,14 +330,12 @@ def _has_key(value) -> bool:
     return any(clean_text(value(name)) for name in ("code", "completed", "rate"))
 
 
-def _row_records(sheet, layout, r, value, unit, index, lead_units, result):
+def _row_records(sheet, letters, r, value, unit, index, lead_units, result):
     """One data row → one record per task it reports on (usually one)."""
-    columns = layout.columns
     row_number = r + 1
-
-    def where(name):
-        col = columns.get(name)
-        return cell_address(row_number, col) if col is not None else ""
+    # where("completed"): this row's cell in that column ("E7", as cell_address() writes it), or ""
+    # when the sheet has no such column.
+    where = {name: f"{letter}{row_number}" if letter else "" for name, letter in letters}.__getitem__
 
     code = fold(clean_text(value("code"))).replace(" ", "")
     indicator_text = clean_text(value("indicator")) or clean_text(value("project"))
@@ -310,7 +343,7 @@ def _row_records(sheet, layout, r, value, unit, index, lead_units, result):
     if not code and not indicator_text:
         return []
     if code:
-        tasks = [t for t in index.by_unit.get(unit, []) if t["code"] == code] or [
+        tasks = index.by_unit_code.get(unit, {}).get(code) or [
             {"code": code, "indicator": indicator_text, "target": None, "measure": "", "kind": "数量"}
         ]
     else:
@@ -326,9 +359,9 @@ def _row_records(sheet, layout, r, value, unit, index, lead_units, result):
                           "请核对指标名称，或填写指标编号。")
                 )  # fmt: skip
             return []
-    parts = (
-        split_for_indicators(narrative, [t["indicator"] for t in tasks]) if len(tasks) > 1 else [narrative]
-    )
+    if len(tasks) == 1:  # the usual row: one task, the whole narrative its own
+        return [_record(sheet, r, value, where, unit, tasks[0], narrative, code, indicator_text, result)]
+    parts = split_for_indicators(narrative, [t["indicator"] for t in tasks])
     # When the narrative could not be split, its numbers belong to the row's first (headline)
     # indicator only: "培训1200人次，其中创业培训300人次 … 已完成615人次" says nothing of the 300.
     unsplit = len(tasks) > 1 and len(set(parts)) == 1
@@ -389,7 +422,8 @@ def _record(sheet, r, value, where, unit, task, narrative, code, indicator_text,
     if completed is not None:
         source = "填报"
     rate_raw, rate = _rate_cell(value("rate"))
-    rank, rank_of = parse_rank(clean_text(value("rank"))) if clean_text(value("rank")) else (None, None)
+    rank_text = clean_text(value("rank"))
+    rank, rank_of = parse_rank(rank_text) if rank_text else (None, None)
     target_raw, target, _ = _number_cell(value("target"))
     stage = clean_text(value("stage"))
     if narrative:
@@ -459,6 +493,10 @@ def _record(sheet, r, value, where, unit, task, narrative, code, indicator_text,
 
 def _number_cell(cell) -> tuple[str, float | None, str]:
     """(what was typed when it is not a number, the number, "") for one numeric cell."""
+    if cell is None:
+        return "", None, ""  # blank: not reported (parse_number's answer, without asking it)
+    if type(cell) is float and math.isfinite(cell):
+        return "", cell, ""  # the usual number cell: parse_number would return it as it is
     if isinstance(cell, CellError):
         return str(cell), None, ""
     parsed = parse_number(cell)
@@ -468,6 +506,10 @@ def _number_cell(cell) -> tuple[str, float | None, str]:
 
 
 def _rate_cell(cell) -> tuple[str, float | None]:
+    if cell is None:
+        return "", None
+    if type(cell) is float and math.isfinite(cell):
+        return "", cell / 100 if abs(cell) > PERCENT_ABOVE else cell  # parse_rate's rule, for the usual cell
     if isinstance(cell, CellError):
         return str(cell), None
     parsed = parse_rate(cell)
