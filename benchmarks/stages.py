@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import dataclasses
+import functools
 import glob
 import inspect
 import json
@@ -150,9 +151,12 @@ def inbox_files(config_path: Path) -> list[str]:
 
 
 def mode_reads(config_path: Path, repeat: int) -> dict:
-    """Raw python_calamine read of every file, against our reader and the safety inspection."""
+    """Raw python_calamine read of every file, against our reader and the safety inspection, and
+    (``read_job_in_process``) the whole of what a worker does for one file, here in-process:
+    inspection (with the sheet scan, where the checkout does it in the same pass) and read_book."""
     from python_calamine import CalamineWorkbook
 
+    import pipeline.run as pipeline_run
     from pipeline.config import load_config
     from pipeline.intake.read import read_book
     from pipeline.intake.safety import inspect_file
@@ -161,6 +165,7 @@ def mode_reads(config_path: Path, repeat: int) -> dict:
     limits = load_config(config_path).limits
     files = inbox_files(config_path)
     paths = [Path(f) for f in files]
+    read_job = _read_job_of(pipeline_run, limits)
     timings = defaultdict(list)
     for _ in range(repeat):
         start = time.perf_counter()
@@ -179,7 +184,23 @@ def mode_reads(config_path: Path, repeat: int) -> dict:
         for path in paths:
             inspect_file(path, limits)
         timings["inspect_file"].append(time.perf_counter() - start)
+        if read_job is not None:
+            start = time.perf_counter()
+            for name in files:
+                read_job(name)
+            timings["read_job_in_process"].append(time.perf_counter() - start)
     return {"files": len(files), **{k: sorted(v)[len(v) // 2] for k, v in timings.items()}, "all": timings}
+
+
+def _read_job_of(pipeline_run, limits):
+    """The worker's job for one path, whatever the checkout's ``_read_job`` signature; None when
+    the checkout inspects in the parent (before 10a2aef)."""
+    read_job = pipeline_run._read_job
+    if "inspect_file" not in inspect.getsource(read_job):
+        return None
+    if len(inspect.signature(read_job).parameters) == 2:
+        return functools.partial(read_job, limits=limits)
+    return lambda name: read_job((name, limits))
 
 
 def mode_stages(config_path: Path, workers: int | None) -> dict:
@@ -220,7 +241,10 @@ def mode_pool(config_path: Path, workers: int) -> dict:
     worker_inspects = "inspect_file" in inspect.getsource(pipeline_run._read_job)
     start = time.perf_counter()
     if worker_inspects:
-        outcomes = run_isolated(pipeline_run._read_job, [(name, limits) for name in files], **options)
+        if len(inspect.signature(pipeline_run._read_job).parameters) == 2:  # (path, limits)
+            outcomes = run_isolated(functools.partial(pipeline_run._read_job, limits=limits), files, **options)
+        else:  # before the sheet scan joined the inspection: one (path, limits) job
+            outcomes = run_isolated(pipeline_run._read_job, [(name, limits) for name in files], **options)
         inspected = start
     else:
         jobs = []
@@ -246,9 +270,9 @@ def mode_profile(config_path: Path, top: int, out: Path | None, workers: int | N
 
     read_job = pipeline_run._read_job
 
-    def read_job_unprofiled(job):
+    def read_job_unprofiled(*args, **kwargs):
         sys.setprofile(None)  # the forked worker inherits the profiler; its time is not ours to see
-        return read_job(job)
+        return read_job(*args, **kwargs)
 
     pipeline_run._read_job = read_job_unprofiled
     config = fresh(config_path, workers)

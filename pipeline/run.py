@@ -13,12 +13,13 @@ import signal
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
 from .compute import check_reported, compute_master, master_columns
-from .config import Config
+from .config import Config, LimitsConfig
 from .errors import ERROR, Issue
 from .intake.isolate import run_isolated
 from .intake.layout import build_alias_index
@@ -219,17 +220,20 @@ def receive(store: Store, paths: list[Path]) -> list[dict]:
     return received
 
 
-def _read_job(job: tuple) -> tuple:
+def _read_job(path: str, limits: LimitsConfig) -> tuple:
     """Runs in a worker process: inspect one archived file, then parse it when it passed.
+    (problem, code, None) for a refused file, (None, None, RawBook) for a read one.
 
     The inspection inflates every part of the package; in the worker it runs beside the parent's
-    normalizing (and under the worker's memory cap) instead of before it.
+    normalizing (and under the worker's memory cap) instead of before it. The same pass scans
+    the sheets for what calamine does not report (xmlscan) and keeps the inflated parts for
+    calamine (repack), so that a workbook is inflated once.
     """
-    path, limits = job
-    verdict = inspect_file(Path(path), limits)
+    verdict = inspect_file(Path(path), limits, scan_sheets=True, repack=True)
     if verdict.problem:
-        return verdict, None
-    return verdict, read_book(path, verdict.kind, verdict.encoding, limits.max_rows)
+        return verdict.problem, verdict.code, None
+    book = read_book(path, verdict.kind, verdict.encoding, limits.max_rows, verdict.sheet_flags, verdict.package)
+    return None, None, book
 
 
 def read_returns(fresh, config: Config, index, aliases, period, progress, log: RunLog) -> list[FileReturn]:
@@ -244,7 +248,7 @@ def read_returns(fresh, config: Config, index, aliases, period, progress, log: R
             positions.append((position, job_of[item["sha256"]]))
             continue
         job_of[item["sha256"]] = len(jobs)
-        jobs.append((str(item["archive"]), limits))
+        jobs.append(str(item["archive"]))  # the limits reach the workers with the function
         positions.append((position, job_of[item["sha256"]]))
     positions_of: dict[int, list[int]] = {}
     for position, job in positions:
@@ -254,9 +258,9 @@ def read_returns(fresh, config: Config, index, aliases, period, progress, log: R
         """Runs as each file's parse arrives, while the worker parses the next."""
         for position in positions_of[job]:
             name = fresh[position]["name"]
-            verdict, book = outcome.value if outcome.ok else (None, None)
-            if verdict is not None and verdict.problem:
-                ret = FileReturn(file=name, period=period).reject(verdict.problem, verdict.code or "bad-file")
+            problem, code, book = outcome.value if outcome.ok else (None, None, None)
+            if problem:
+                ret = FileReturn(file=name, period=period).reject(problem, code or "bad-file")
             elif outcome.ok:
                 ret = _normalize_safely(book, name, index, aliases, period, log)
             else:
@@ -265,13 +269,13 @@ def read_returns(fresh, config: Config, index, aliases, period, progress, log: R
             returns[position] = ret
 
     outcomes = run_isolated(
-        _read_job, jobs, workers=limits.workers, timeout=limits.parse_timeout,
+        partial(_read_job, limits=limits), jobs, workers=limits.workers, timeout=limits.parse_timeout,
         memory_mb=limits.worker_memory_mb, progress=progress, on_outcome=normalize,
     )  # fmt: skip
     for position, job in positions:  # the log in inbox order, whatever order the parses finished in
         outcome = outcomes[job]
-        if outcome.ok and outcome.value[0].problem:
-            log.line(f"拒收 {fresh[position]['name']}：{outcome.value[0].problem}")
+        if outcome.ok and outcome.value[0]:
+            log.line(f"拒收 {fresh[position]['name']}：{outcome.value[0]}")
         for note in returns[position].notes:
             log.line(f"{fresh[position]['name']}：{note}")
     return returns

@@ -228,6 +228,14 @@ def test_csv_under_an_xlsx_name_is_read(workspace):
     assert values(workspace)[("2-1", "区残联")] == 108
 
 
+def test_xlsx_under_an_xls_name_is_read(workspace):
+    # calamine picks its reader by the name when given a path: the worker hands it the bytes.
+    make_return(workspace.inbox / "区残联.xls", [["2-1", "", 181, 108, "", "", "", ""]])
+    _, summary = run(workspace)
+    assert summary["accepted"] == ["区残联.xls"]
+    assert values(workspace)[("2-1", "区残联")] == 108
+
+
 def test_html_table_saved_as_xls(workspace):
     html = (
         "<html><body><table><tr><td colspan=2>填报单位：区残联</td></tr>"

@@ -40,6 +40,15 @@ def echo(item):
     return item
 
 
+def grow(megabytes):
+    return b"x" * (megabytes << 20)
+
+
+def slow_echo(item):
+    time.sleep(0.2)
+    return item
+
+
 def read_with_calamine(path):
     from python_calamine import CalamineWorkbook
 
@@ -117,12 +126,45 @@ def test_memory_cap():
     assert outcome.failure == "memory"
 
 
-def test_an_error_keeps_the_worker_and_a_crash_replaces_it():
-    outcomes = run_isolated(misbehave, ["a", "raise", "b", "abort", "c"], workers=1)
-    first, _, second, _, third = outcomes
+def record_pid_and_abort(folder):
+    Path(folder, str(os.getpid())).touch()
+    os.abort()
+
+
+def test_an_error_keeps_the_worker_and_a_crash_replaces_it(tmp_path):
+    first, _, second = run_isolated(misbehave, ["a", "raise", "b"], workers=1)
     assert first.value[1] == second.value[1]  # the same worker after an exception
-    assert third.value[1] != second.value[1]  # a fresh one after the crash
-    assert not running(first.value[1]) and not running(third.value[1])
+
+    def job(item):
+        return record_pid_and_abort(tmp_path) if item == "abort" else misbehave(item)
+
+    outcomes = run_isolated(job, ["a", "b", "abort", "c", "d"], workers=1)
+    (crashed,) = [int(path.name) for path in tmp_path.iterdir()]
+    assert [outcome.ok for outcome in outcomes] == [True, True, False, True, True]
+    assert outcomes[2].failure == "crashed"
+    # The items after the crash ran on a fresh worker. (Those before it may have been answered
+    # by the crashed one or, when their answers were still in its batch, parsed again.)
+    assert outcomes[3].value[1] == outcomes[4].value[1] != crashed
+    assert not any(running(outcome.value[1]) for outcome in outcomes if outcome.ok) and not running(crashed)
+
+
+def test_items_behind_a_hang_are_not_blamed_and_each_gets_its_own_budget():
+    items = ["hang", *range(30)]
+    started = time.monotonic()
+    outcomes = run_isolated(misbehave, items, workers=1, timeout=1.0)
+    assert outcomes[0].failure == "timeout"
+    assert [outcome.value[0] for outcome in outcomes[1:]] == list(range(30))
+    assert time.monotonic() - started < 1.0 + 2.0
+
+
+def test_answers_come_per_item_while_the_worker_goes_on():
+    arrivals = []
+    run_isolated(
+        slow_echo, list(range(6)), workers=1, on_outcome=lambda index, outcome: arrivals.append(time.monotonic())
+    )
+    # Items of 0.2 s are answered as each ends, not when a batch of them is full.
+    assert max(b - a for a, b in zip(arrivals[:-1], arrivals[1:], strict=True)) < 0.5
+    assert arrivals[-1] - arrivals[0] > 0.6
 
 
 def test_a_2kb_workbook_that_aborts_calamine(tmp_path):
@@ -154,6 +196,16 @@ def test_per_item_overhead_is_small():
     per_item = (time.perf_counter() - started) / len(items)
     assert [outcome.value for outcome in outcomes] == items
     assert per_item < 0.005
+
+
+def test_large_items_and_answers_cross_without_blocking():
+    # Items too large to queue are sent one at a time; large answers are sent at once, not held
+    # in a batch (both sides of the pipe must never wait on each other).
+    items = ["x" * 200_000, "y" * 200_000, "z"]
+    outcomes = run_isolated(len, items, workers=1, timeout=10)
+    assert [outcome.value for outcome in outcomes] == [200_000, 200_000, 1]
+    outcomes = run_isolated(grow, [3, 1, 2], workers=1, timeout=10)
+    assert [len(outcome.value) for outcome in outcomes] == [3 << 20, 1 << 20, 2 << 20]
 
 
 def test_progress_and_edge_sizes():

@@ -16,6 +16,8 @@ import pytest
 import xlsxwriter
 
 from pipeline.config import LimitsConfig
+from pipeline.intake import safety
+from pipeline.intake.read import CellError, read_book
 from pipeline.intake.safety import (
     READ_CHUNK,
     Verdict,
@@ -24,6 +26,7 @@ from pipeline.intake.safety import (
     is_settling,
     should_skip,
 )
+from pipeline.intake.xmlscan import scan_xlsx
 
 LIMITS = LimitsConfig()
 SHEET = "xl/worksheets/sheet1.xml"
@@ -481,6 +484,118 @@ def test_too_large_and_unreadable(tmp_path):
     folder = tmp_path / "b.xlsx"
     folder.mkdir()
     refused(inspect_file(folder, LIMITS), "unreadable")
+
+
+# ---- one inflation pass for the reader (issue 7)
+
+
+def flagged_workbook(path: Path) -> Path:
+    """Two sheets with what calamine does not report: a hidden row, an error cell, a formula
+    saved without its result (written by hand into the XML, as tools that do not calculate do)."""
+    workbook = xlsxwriter.Workbook(str(path))
+    first = workbook.add_worksheet("数据")
+    first.write_row(0, 0, ["指标编号", "目标值", "已完成"])
+    first.write_row(1, 0, ["1-1", 8150, 3500])
+    first.write_row(2, 0, ["1-2", 1200, 615])
+    first.set_row(2, None, None, {"hidden": True})
+    first.write_number("C4", 11111)
+    workbook.add_worksheet("A&B").write_number("A1", 22222)
+    workbook.close()
+    with zipfile.ZipFile(path) as archive:
+        one = archive.read("xl/worksheets/sheet1.xml").decode()
+        two = archive.read("xl/worksheets/sheet2.xml").decode()
+    one = one.replace('<c r="C4"><v>11111</v></c>', '<c r="C4" t="e"><f>1/0</f><v>#DIV/0!</v></c>')
+    two = two.replace('<c r="A1"><v>22222</v></c>', '<c r="A1"><f>B1*2</f></c>')
+    assert 't="e"' in one and "<f>B1*2" in two
+    source = path.with_suffix(".source")
+    path.rename(source)
+    return rewrite_zip(source, path, {"xl/worksheets/sheet1.xml": one, "xl/worksheets/sheet2.xml": two})
+
+
+def test_the_inspection_scans_the_sheets_as_xmlscan_does(tmp_path):
+    path = flagged_workbook(tmp_path / "区人社局.xlsx")
+    verdict = inspect_file(path, LIMITS, scan_sheets=True)
+    assert verdict.kind == "xlsx"
+    assert verdict.sheet_flags == scan_xlsx(path)
+    data, other = verdict.sheet_flags["数据"], verdict.sheet_flags["A&B"]
+    assert (data.errors, data.uncached_formulas, data.hidden_rows) == ({(3, 2): "#DIV/0!"}, {}, {3})
+    assert (other.errors, other.uncached_formulas, other.hidden_rows) == ({}, {(0, 0): "B1*2"}, set())
+    assert inspect_file(path, LIMITS).sheet_flags is None  # not asked: the reader scans
+    plain = make_xlsx(tmp_path / "区教育局.xlsx")
+    assert inspect_file(plain, LIMITS, scan_sheets=True).sheet_flags == {} == scan_xlsx(plain)
+
+
+@pytest.mark.parametrize("part", ["xl/workbook.xml", "xl/_rels/workbook.xml.rels", "[Content_Types].xml"])
+def test_parts_read_ahead_of_the_pass_are_checked_like_the_others(tmp_path, part):
+    # These are inflated first (to classify the package, to find its sheets), then checked by
+    # the pass from those bytes: a DTD or a damaged CRC there is refused all the same.
+    source = make_xlsx(tmp_path / "a.xlsx")
+    with zipfile.ZipFile(source) as archive:
+        original = archive.read(part)
+    declaration = b"<!DOCTYPE x [<!ENTITY y 'z'>]>"
+    hostile = rewrite_zip(source, tmp_path / "b.xlsx", {part: original.replace(b"?>", b"?>" + declaration, 1)})
+    for options in ({}, {"scan_sheets": True, "repack": True}):
+        assert part in refused(inspect_file(hostile, LIMITS, **options), "xml-entity")
+    damaged = rewrite_zip(source, tmp_path / "c.xlsx", {})
+    with zipfile.ZipFile(damaged) as archive:
+        crc = archive.getinfo(part).CRC
+    patch_entry(damaged, part, crc=crc ^ 1)
+    for options in ({}, {"scan_sheets": True, "repack": True}):
+        assert part in refused(inspect_file(damaged, LIMITS, **options), "corrupt")
+
+
+def test_the_repacked_package_reads_as_the_file_does(tmp_path):
+    path = flagged_workbook(tmp_path / "区人社局.xlsx")
+    verdict = inspect_file(path, LIMITS, scan_sheets=True, repack=True)
+    with zipfile.ZipFile(path) as original, zipfile.ZipFile(io.BytesIO(verdict.package)) as repacked:
+        assert [info.filename for info in repacked.infolist()] == original.namelist()
+        assert all(info.compress_type == zipfile.ZIP_STORED for info in repacked.infolist())
+        assert all(repacked.read(name) == original.read(name) for name in original.namelist())
+        assert repacked.testzip() is None  # every CRC
+    from_file = read_book(str(path), "xlsx")
+    from_package = read_book(str(path), "xlsx", sheet_flags=verdict.sheet_flags, package=verdict.package)
+    assert from_package == from_file
+    assert any(isinstance(cell, CellError) for row in from_file.sheets[0].rows for cell in row)
+
+
+def test_a_workbook_too_big_to_repack_is_read_from_its_file(tmp_path, monkeypatch):
+    path = make_xlsx(tmp_path / "区人社局.xlsx", rows=200)
+    monkeypatch.setattr(safety, "REPACK_MAX_BYTES", 4096)
+    verdict = inspect_file(path, LIMITS, scan_sheets=True, repack=True)
+    assert verdict.kind == "xlsx" and verdict.package is None and verdict.sheet_flags == {}
+
+
+def test_an_xlsx_named_xls_is_read_by_its_content(tmp_path):
+    path = make_xlsx(tmp_path / "区人社局.xls")
+    verdict = inspect_file(path, LIMITS, scan_sheets=True, repack=True)
+    assert verdict.kind == "xlsx"
+    for package in (verdict.package, None):
+        book = read_book(str(path), "xlsx", sheet_flags=verdict.sheet_flags, package=package)
+        assert book.sheets[0].rows[1] == ["新增城镇就业1", 8001.0, 3501.0, "已完成1人"]
+
+
+def test_the_central_directory_is_read_as_zipfile_reads_it(tmp_path):
+    source = make_xlsx(tmp_path / "a.xlsx")
+    fields = ("filename", "orig_filename", "extra", "header_offset", "flag_bits", "compress_type", "CRC",
+              "compress_size", "file_size", "create_version", "create_system", "extract_version", "date_time")  # fmt: skip
+    with zipfile.ZipFile(source) as archive:
+        expected = [tuple(getattr(info, name) for name in fields) for info in archive.infolist()]
+        start_dir = archive.start_dir
+    infos, start = safety._plain_central_directory(source.read_bytes())
+    assert [tuple(getattr(info, name) for name in fields) for info in infos] == expected
+    assert start == start_dir
+    # Anything but the plain case is left to zipfile, with the same verdict.
+    commented = tmp_path / "commented.xlsx"
+    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(commented, "w") as copy:
+        copy.comment = b"saved by a tool that signs its archives"
+        for info in archive.infolist():
+            copy.writestr(info, archive.read(info))
+    prefixed = tmp_path / "prefixed.xlsx"
+    prefixed.write_bytes(b"PK\x03\x04" + b"\0" * 100 + source.read_bytes())
+    for path in (commented, prefixed):
+        assert safety._plain_central_directory(path.read_bytes()) is None
+    assert inspect_file(commented, LIMITS).kind == "xlsx"
+    assert inspect_file(prefixed, LIMITS).kind == "xlsx"  # zipfile's offsets, shifted by the prefix
 
 
 # ---- which files to look at, and when

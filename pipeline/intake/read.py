@@ -33,6 +33,11 @@ class RawSheet:
     hidden_rows: set[int] = field(default_factory=set)  # 1-based Excel rows hidden by the sender
     truncated: bool = False  # more rows than the configured limit were present
 
+    def __reduce__(self):
+        # Pickled as a plain tuple (every book crosses from a worker): cheaper than the
+        # default reduction's attribute dictionary, on both sides of the pipe.
+        return RawSheet, (self.name, self.rows, self.merged, self.hidden, self.hidden_rows, self.truncated)
+
 
 @dataclass
 class RawBook:
@@ -40,15 +45,28 @@ class RawBook:
     meta: dict[str, str] = field(default_factory=dict)  # template metadata, when present
     notes: list[str] = field(default_factory=list)  # things the reader did, for the run's log
 
+    def __reduce__(self):
+        return RawBook, (self.sheets, self.meta, self.notes)
+
 
 class ReadError(Exception):
     """The file could not be read as a table; the message is Chinese, for 问题清单."""
 
 
-def read_book(path: str, kind: str, encoding: str | None = None, max_rows: int = 100_000) -> RawBook:
-    """Read every sheet of one file. ``kind`` comes from safety.inspect_file (content, not name)."""
+def read_book(
+    path: str,
+    kind: str,
+    encoding: str | None = None,
+    max_rows: int = 100_000,
+    sheet_flags: dict[str, SheetFlags] | None = None,
+    package: bytes | None = None,
+) -> RawBook:
+    """Read every sheet of one file. ``kind`` comes from safety.inspect_file (content, not name),
+    and so may ``sheet_flags`` (an xlsx inspected with ``scan_sheets=True``; without them an
+    xlsx is scanned here) and ``package`` (the same xlsx re-zipped without compression by
+    ``repack=True``: read instead of the file, so that it is not inflated a second time)."""
     if kind in ("xlsx", "xls", "ods"):
-        return _read_calamine(Path(path), kind, max_rows)
+        return _read_calamine(Path(path), kind, max_rows, sheet_flags, package if kind == "xlsx" else None)
     if kind == "csv":
         return _read_csv(Path(path), encoding or "utf-8-sig", max_rows)
     if kind == "html":
@@ -62,16 +80,26 @@ def read_book(path: str, kind: str, encoding: str | None = None, max_rows: int =
     raise ReadError("不是可识别的表格文件，请另存为 Excel（.xlsx）后发送。")
 
 
-def _read_calamine(path: Path, kind: str, max_rows: int) -> RawBook:
+def _read_calamine(
+    path: Path, kind: str, max_rows: int, flags: dict[str, SheetFlags] | None, package: bytes | None
+) -> RawBook:
     from python_calamine import CalamineError, CalamineWorkbook
 
     try:
-        book = CalamineWorkbook.from_path(str(path))
+        if kind == "xlsx":
+            # From bytes, calamine tells the format by content; from a path it goes by the name,
+            # and fails on an xlsx renamed .xls (inspect_file found it to be an xlsx).
+            if package is None:
+                package = path.read_bytes()  # compressed, and at most limits.max_total_mb
+            book = CalamineWorkbook.from_filelike(io.BytesIO(package))
+        else:
+            book = CalamineWorkbook.from_path(str(path))
     except CalamineError as exc:
         raise ReadError(f"文件无法打开（{type(exc).__name__}），可能已损坏，请重新保存后发送。") from None
     except Exception as exc:  # calamine raises plain exceptions for some broken files
         raise ReadError(f"文件无法打开（{exc}），可能已损坏，请重新保存后发送。") from None
-    flags: dict[str, SheetFlags] = scan_xlsx(path) if kind == "xlsx" else {}
+    if flags is None:
+        flags = scan_xlsx(path) if kind == "xlsx" else {}
     sheets, meta, notes = [], {}, []
     for info in book.sheets_metadata:
         if not str(info.typ).endswith("WorkSheet"):
@@ -110,9 +138,19 @@ def _grid(sheet, max_rows: int) -> tuple[list[list], bool]:
             if truncated:
                 break
             continue
-        row = pad + [None if v == "" else v for v in values]
+        # calamine's "" for an empty cell becomes None, in place: list.index finds them in C,
+        # half the time of a comprehension over every cell (measured on 3,000 returns).
+        at = 0
+        try:
+            while True:
+                at = values.index("", at)
+                values[at] = None
+                at += 1
+        except ValueError:
+            pass
+        row = pad + values if pad else values
         rows.append(row)
-        if any(v is not None for v in row):
+        if row.count(None) != len(row):
             last_filled = len(rows) - 1
     return rows[: last_filled + 1], truncated
 

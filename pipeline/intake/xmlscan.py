@@ -3,7 +3,12 @@
 calamine reads an error cell (#DIV/0!) and a formula saved without its result (by tools that
 do not compute) as an empty cell, which would pass silently as "not reported". A light regex
 scan of the sheet XML finds them; it runs only when the part contains such markup at all.
-Safety (size caps, no DOCTYPE) is checked before this runs (see safety.py).
+
+The scan normally rides on safety.inspect_file's inflation pass (which inflates every part
+anyway, under its caps): it hands each sheet part to ``scan_sheet_part`` once checked, so the
+package is inflated once for the inspection and the scan instead of once each. ``scan_xlsx``
+reopens the file for callers that did not inspect it that way. Either way, safety (size caps, no
+DOCTYPE) is checked before the parts are scanned.
 """
 
 from __future__ import annotations
@@ -36,17 +41,37 @@ def scan_xlsx(path: Path) -> dict[str, SheetFlags]:
     result: dict[str, SheetFlags] = {}
     try:
         with zipfile.ZipFile(path) as archive:
-            for name, part in _sheet_parts(archive).items():
+            try:
+                parts = sheet_parts(archive.read("xl/workbook.xml"), archive.read("xl/_rels/workbook.xml.rels"))
+            except KeyError:
+                return {}
+            for name, part in parts.items():
                 try:
-                    xml = archive.read(part).decode("utf-8", "replace")
+                    data = archive.read(part)
                 except KeyError:
                     continue
-                flags = scan_sheet_xml(xml)
-                if flags.errors or flags.uncached_formulas or flags.hidden_rows:
+                flags = scan_sheet_part(data)
+                if flags is not None:
                     result[name] = flags
     except (zipfile.BadZipFile, OSError):
         return {}
     return result
+
+
+# Markup without which scan_sheet_xml finds nothing. ASCII, so looking for them in the raw bytes
+# is the same as looking in the text decoded from UTF-8 with replacement.
+_MARKERS = (b'hidden="1"', b"hidden='1'", b't="e"', b"<f")
+
+
+def scan_sheet_part(data: bytes) -> SheetFlags | None:
+    """The flags of one sheet part's bytes, or None when it has none (the usual case, decided
+    without decoding the part)."""
+    if not any(marker in data for marker in _MARKERS):
+        return None
+    flags = scan_sheet_xml(data.decode("utf-8", "replace"))
+    if flags.errors or flags.uncached_formulas or flags.hidden_rows:
+        return flags
+    return None
 
 
 def scan_sheet_xml(xml: str) -> SheetFlags:
@@ -74,20 +99,18 @@ def scan_sheet_xml(xml: str) -> SheetFlags:
     return flags
 
 
-def _sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
-    try:
-        workbook = archive.read("xl/workbook.xml").decode("utf-8", "replace")
-        rels = archive.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
-    except KeyError:
-        return {}
+def sheet_parts(workbook: bytes, rels: bytes) -> dict[str, str]:
+    """Sheet name → the zip part holding it, from xl/workbook.xml and its relationships."""
+    workbook_xml = workbook.decode("utf-8", "replace")
+    rels_xml = rels.decode("utf-8", "replace")
     targets = {}
-    for match in _REL.finditer(rels):
+    for match in _REL.finditer(rels_xml):
         attrs = dict(_ATTR.findall(match.group(1)))
         target = attrs.get("Target", "")
         target = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
         targets[attrs.get("Id")] = target
     parts = {}
-    for match in _SHEET.finditer(workbook):
+    for match in _SHEET.finditer(workbook_xml):
         attrs = dict(_ATTR.findall(match.group(1)))
         rel = next((v for k, v in attrs.items() if k.endswith(":id")), None)
         if rel in targets and "name" in attrs:
