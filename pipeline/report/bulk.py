@@ -10,10 +10,11 @@ Everything else stays xlsxwriter's: the formats (their style indices are the one
 gives them), the shared-string table (so text is written exactly as ``write_string`` writes it,
 escaped by xlsxwriter, and a narrative that starts with "=" stays a string), column widths,
 merges, print setup, panes and filters. The hook is xlsxwriter's documented
-``add_worksheet(name, worksheet_class=...)`` and three of its internals, pinned by
-``tests/test_report.py``: ``_write_rows`` (the ``<sheetData>`` loop), ``_check_dimensions`` and
-the ``merge`` list; the workbook writes its shared strings after its sheets, and a block takes
-its string indices when it is added, before ``close``.
+``add_worksheet(name, worksheet_class=...)``, plus internals of its 3.x worksheet that
+``tests/test_bulk.py`` checks by comparing a block with cell-by-cell writing: ``_write_rows``
+(the ``<sheetData>`` loop), ``_check_dimensions``, the ``merge`` list, the shared-string table
+``str_table`` and ``Format._get_xf_index``. The workbook writes its shared strings after its
+sheets, and a block takes its string indices when it is added, before ``close``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from xlsxwriter.utility import xl_col_to_name
 from xlsxwriter.worksheet import Worksheet
 
+STRING_MAX = 32767  # characters in a cell, Excel's limit (xlsxwriter's xls_strmax)
 Cell = tuple | None  # (value, format): value str | int | float | None; format a Format or None
 
 
@@ -80,6 +82,8 @@ class BulkSheet(Worksheet):
                     if style:
                         append(f'<c r="{letter}{number}"{style}/>')
                 elif value.__class__ is str:
+                    if len(value) > STRING_MAX:
+                        value = value[:STRING_MAX]  # as write_string cuts it: Excel's cell limit
                     index = known.get(value)
                     if index is None:
                         index = strings._get_shared_string_index(value)
@@ -87,9 +91,8 @@ class BulkSheet(Worksheet):
                         repeats += 1
                     append(f'<c r="{letter}{number}"{style} t="s"><v>{index}</v></c>')
                 elif isinstance(value, str):  # a str subclass: store the plain string
-                    append(
-                        f'<c r="{letter}{number}"{style} t="s"><v>{strings._get_shared_string_index(str(value))}</v></c>'
-                    )
+                    index = strings._get_shared_string_index(str(value)[:STRING_MAX])
+                    append(f'<c r="{letter}{number}"{style} t="s"><v>{index}</v></c>')
                 else:
                     if not math.isfinite(value):
                         raise ValueError(f"not a finite number at {letter}{number}: {value!r}")
