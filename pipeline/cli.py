@@ -177,6 +177,20 @@ def _send_report(config, *, force: bool, dry_run: bool, quiet: bool) -> dict:
     return outcome
 
 
+def _send_or_fail(send, config, *, force: bool, dry_run: bool) -> dict:
+    """Call send(config, force=..., dry_run=...) for `mail` and `remind`; exit 2 on a ConfigError, 4 on a MailError.
+
+    `run --mail` goes through _send_report instead: its workbook is already written, so either
+    error is reported there and the run exits 4.
+    """
+    try:
+        return send(config, force=force, dry_run=dry_run)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except MailError as exc:
+        _fail(str(exc), EXIT_MAIL)
+
+
 @cli.command()
 @config_option
 @click.option("--dry-run", is_flag=True, help="不发送，把邮件写成 outbox/<汇总表名>.eml 供检查。")
@@ -194,13 +208,7 @@ def mail(config_path: str, dry_run: bool, force: bool):
     """
     from .operations import send_report
 
-    config = _load(config_path)
-    try:
-        outcome = send_report(config, force=force, dry_run=dry_run)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_CONFIG)
-    except MailError as exc:
-        _fail(str(exc), EXIT_MAIL)
+    outcome = _send_or_fail(send_report, _load(config_path), force=force, dry_run=dry_run)
     click.echo(outcome["message"])
 
 
@@ -221,13 +229,7 @@ def remind(config_path: str, dry_run: bool, force: bool):
     """
     from .operations import send_reminders
 
-    config = _load(config_path)
-    try:
-        outcome = send_reminders(config, force=force, dry_run=dry_run)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_CONFIG)
-    except MailError as exc:
-        _fail(str(exc), EXIT_MAIL)
+    outcome = _send_or_fail(send_reminders, _load(config_path), force=force, dry_run=dry_run)
     click.echo(outcome["message"])
     if outcome["failed"] and not dry_run:
         _fail(f"{len(outcome['failed'])} 个单位的催报邮件发送失败，原因见上。", EXIT_MAIL)

@@ -1,15 +1,22 @@
-"""Fixture factories: a workspace (config, task list, inbox) and returns built in tmp_path."""
+"""Fixture factories: a workspace (config, task list, inbox) and returns built in tmp_path;
+real SMTP servers on 127.0.0.1 (helpers in smtp_server.py)."""
 
 from __future__ import annotations
 
 import csv
 import os
 import shutil
+import socket
+import ssl
+import threading
 import time
 from pathlib import Path
 
 import openpyxl
 import pytest
+from aiosmtpd.controller import Controller
+
+from .smtp_server import Inbox, free_port, write_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,3 +131,80 @@ def example(tmp_path) -> Path:
     for path in (target / "inbox").iterdir():
         os.utime(path, (old, old))
     return target
+
+
+# ---------------------------------------------------------------------------------------------
+# SMTP servers on 127.0.0.1
+
+
+@pytest.fixture
+def smtp_server():
+    """Start aiosmtpd servers: start(port=None, **controller_kwargs) → (inbox, port).
+
+    Without a port, a free one is taken. Every server is stopped afterwards.
+    """
+    started: list[Controller] = []
+
+    def start(port: int | None = None, **kwargs) -> tuple[Inbox, int]:
+        inbox = Inbox()
+        controller = Controller(inbox, hostname="127.0.0.1", port=port or free_port(), **kwargs)
+        controller.start()
+        started.append(controller)
+        return inbox, controller.port
+
+    yield start
+    for controller in started:
+        controller.stop()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: (cert.pem, key.pem)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    try:
+        write_certificate(cert, key)
+    except ImportError:
+        pytest.skip("需要 openssl 命令或 cryptography 包来生成测试用的自签名证书，两者都没有")
+    return cert, key
+
+
+@pytest.fixture
+def server_tls(certificate) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+@pytest.fixture
+def client_tls(certificate) -> ssl.SSLContext:
+    """Verifies the server for real (hostname included), trusting only the test certificate."""
+    return ssl.create_default_context(cafile=str(certificate[0]))
+
+
+@pytest.fixture
+def silent_server():
+    """A port where a server accepts connections and never says a word."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.05)
+    stop = threading.Event()
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.append(connection)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(timeout=2)
+    for connection in accepted:
+        connection.close()
+    listener.close()

@@ -2,26 +2,20 @@
 
 The servers are aiosmtpd controllers on 127.0.0.1 (plain, STARTTLS, SSL-wrapped), with a
 self-signed certificate made for the session; a silent server is a plain socket in a thread.
+Their fixtures are shared with test_operations.py: conftest.py and smtp_server.py.
 """
 
 from __future__ import annotations
 
 import email
-import shutil
-import socket
-import ssl
-import subprocess
-import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from pipeline.config import MailConfig
 from pipeline.errors import MailError
@@ -35,11 +29,11 @@ from pipeline.mail import (
     write_eml,
 )
 
+from .smtp_server import PASSWORD, USER, authenticate, free_port
+
 TITLE = "2023年省市区重点民生实事项目完成情况汇总表"
 WORKBOOK_NAME = f"{TITLE}（1-5月）.xlsx"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-USER = "dcs@example.gov.cn"
-PASSWORD = "s3cret-pass"
 PASSWORD_ENV = "CONSOLIDATE_SMTP_PASSWORD"
 CONTENT = bytes(range(256)) * 64  # every byte value: the attachment must survive untouched
 
@@ -72,49 +66,6 @@ SUMMARY = {
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures and helpers
-
-
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    content: bytes
-    authenticated: bool
-
-
-class Inbox:
-    """aiosmtpd handler that keeps every message; refuses recipients at nobody@."""
-
-    def __init__(self) -> None:
-        self.messages: list[Received] = []
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.startswith("nobody@"):
-            return "550 5.1.1 No such user"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(
-            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content,
-                     bool(session.authenticated))
-        )
-        return "250 Message accepted"
-
-
-def authenticate(server, session, envelope, mechanism, auth_data):
-    ok = (
-        isinstance(auth_data, LoginPassword)
-        and auth_data.login == USER.encode()
-        and auth_data.password == PASSWORD.encode()
-    )
-    return AuthResult(success=ok, handled=False)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def mail_config(port: int, security: str = "none", **changes) -> MailConfig:
@@ -154,121 +105,6 @@ def workbook(tmp_path: Path) -> Path:
     path = tmp_path / WORKBOOK_NAME
     path.write_bytes(CONTENT)
     return path
-
-
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1: (cert.pem, key.pem)."""
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    if shutil.which("openssl"):
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-            check=True, capture_output=True, timeout=30,
-        )  # fmt: skip
-        return cert, key
-    try:
-        _certificate_with_cryptography(cert, key)
-    except ImportError:
-        pytest.skip("需要 openssl 命令或 cryptography 包来生成测试用的自签名证书，两者都没有")
-    return cert, key
-
-
-def _certificate_with_cryptography(cert: Path, key: Path) -> None:
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    private = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    alt = x509.SubjectAlternativeName(
-        [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-    )
-    built = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(alt, critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(private, hashes.SHA256())
-    )
-    cert.write_bytes(built.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
-@pytest.fixture
-def server_tls(certificate) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*certificate)
-    return context
-
-
-@pytest.fixture
-def client_tls(certificate) -> ssl.SSLContext:
-    """Verifies the server for real (hostname included), trusting only the test certificate."""
-    return ssl.create_default_context(cafile=str(certificate[0]))
-
-
-@pytest.fixture
-def smtp_server():
-    """Start aiosmtpd servers on 127.0.0.1: start(**smtp_kwargs) → (inbox, port)."""
-    started: list[Controller] = []
-
-    def start(**kwargs) -> tuple[Inbox, int]:
-        inbox = Inbox()
-        controller = Controller(inbox, hostname="127.0.0.1", port=free_port(), **kwargs)
-        controller.start()
-        started.append(controller)
-        return inbox, controller.port
-
-    yield start
-    for controller in started:
-        controller.stop()
-
-
-@pytest.fixture
-def silent_server():
-    """A port where a server accepts connections and never says a word."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    listener.settimeout(0.05)
-    stop = threading.Event()
-    accepted: list[socket.socket] = []
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            accepted.append(connection)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(timeout=2)
-    for connection in accepted:
-        connection.close()
-    listener.close()
 
 
 # ---------------------------------------------------------------------------------------------

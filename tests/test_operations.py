@@ -1,8 +1,8 @@
 """pipeline.operations through the CLI: `mail`, `run --mail` and `remind`, against a real SMTP server.
 
 The server is an aiosmtpd controller on a free 127.0.0.1 port (security "none"); a refused login
-is the same server with an authenticator. The fixtures are this file's own (test_mail.py has its
-twins) so the two files can change independently.
+is the same server with an authenticator. The smtp_server fixture and its helpers are shared with
+test_mail.py: conftest.py and smtp_server.py.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import email
 import json
-import socket
 import sys
 import types
 import zipfile
@@ -20,8 +19,6 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 from click.testing import CliRunner
 
 from pipeline.cli import cli
@@ -30,11 +27,10 @@ from pipeline.operations import reminder_targets, send_reminders, unit_addresses
 from pipeline.store import Store
 
 from .conftest import SMALL_TASKS, TASK_HEADER, Workspace, make_return
+from .smtp_server import PASSWORD, USER, authenticate, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 
-USER = "dcs@example.gov.cn"
-PASSWORD = "s3cret-pass"
 PASSWORD_ENV = "CONSOLIDATE_TEST_SMTP_PASSWORD"
 LEADER = "leader@example.gov.cn"
 OFFICE = "office@example.gov.cn"
@@ -45,52 +41,6 @@ BAD_ROWS = [["1-1", "", 8150, "见附件", "", "", "", ""], ["1-2", "", 1200, 61
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures and helpers
-
-
-class Inbox:
-    """aiosmtpd handler that keeps every message (envelope recipients and raw bytes)."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], bytes]] = []
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.startswith("nobody@"):
-            return "550 5.1.1 No such user"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((list(envelope.rcpt_tos), envelope.content))
-        return "250 Message accepted"
-
-
-def authenticate(server, session, envelope, mechanism, auth_data):
-    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
-        USER.encode(), PASSWORD.encode())  # fmt: skip
-    return AuthResult(success=ok, handled=False)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def smtp_server():
-    """start(**controller_kwargs) → (inbox, port); every server is stopped afterwards."""
-    started: list[Controller] = []
-
-    def start(port: int | None = None, **kwargs) -> tuple[Inbox, int]:
-        inbox = Inbox()
-        controller = Controller(inbox, hostname="127.0.0.1", port=port or free_port(), **kwargs)
-        controller.start()
-        started.append(controller)
-        return inbox, controller.port
-
-    yield start
-    for controller in started:
-        controller.stop()
 
 
 def mail_section(port: int, *, login: bool = False, cc: tuple[str, ...] = (OFFICE,)) -> str:
@@ -195,7 +145,7 @@ def test_a_night_with_nothing_new_is_not_mailed_again_but_a_new_return_is(tmp_pa
     make_return(ws.inbox / "区残联.xlsx", [["2-1", "", 181, 90, "", "", "", ""]])
     assert invoke(ws, "run", "--mail").exit_code == 0
     assert len(inbox.messages) == 2
-    assert "区残联" not in plain_text(inbox.messages[1][1]).split("三、未报送单位")[1].split("\n")[1]
+    assert "区残联" not in plain_text(inbox.messages[1].content).split("三、未报送单位")[1].split("\n")[1]
 
 
 def test_dry_run_writes_a_valid_eml_and_sends_nothing(tmp_path, smtp_server):

@@ -18,24 +18,13 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT, SMALL_TASKS, Workspace, make_return
-from .test_operations import GOOD_ROWS, LEADER, Inbox, attachments, free_port, mail_section
+from .test_operations import GOOD_ROWS, LEADER, attachments, mail_section
 
 DEPLOY = ROOT / "deploy"
 EXAMPLE_DIR = "/data/民生实事"  # the workspace in the examples
 EXAMPLE_BIN = "/data/民生实事/.venv/bin/consolidate"  # the command's full path in the examples
 COMMAND = "run --mail --quiet"
 CRON_ENV = {"PATH": "/usr/bin:/bin", "SHELL": "/bin/sh"}  # what cron gives a job, give or take
-
-
-@pytest.fixture
-def smtp_inbox():
-    from aiosmtpd.controller import Controller
-
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield inbox, controller.port
-    controller.stop()
 
 
 def cron_line() -> tuple[list[str], str]:
@@ -61,11 +50,11 @@ def run_as_cron(command: str, home: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["sh", "-c", command], env=env, capture_output=True, timeout=120)
 
 
-def test_crontab_line_runs_the_night_in_a_workspace(tmp_path, smtp_inbox):
+def test_crontab_line_runs_the_night_in_a_workspace(tmp_path, smtp_server):
     schedule, command = cron_line()
     assert schedule == ["30", "1", "*", "*", "*"]
     assert command.startswith(f"cd {EXAMPLE_DIR} && {EXAMPLE_BIN} {COMMAND} ")
-    inbox, port = smtp_inbox
+    inbox, port = smtp_server()
     ws = Workspace(
         tmp_path / "民生 实事", SMALL_TASKS, extra_config="[run]\nlog_keep = 1\n\n" + mail_section(port, cc=())
     )
@@ -84,8 +73,8 @@ def test_crontab_line_runs_the_night_in_a_workspace(tmp_path, smtp_inbox):
     assert "读取报送文件" not in cron_log and "\r" not in cron_log  # no progress bar without a terminal
     [log] = (ws.state / "logs").glob("run-*.log")
     assert "2023-05：接收 1 份" in log.read_text(encoding="utf-8")
-    [(_, raw)] = inbox.messages
-    assert attachments(raw)[0].get_payload(decode=True) == workbook.read_bytes()
+    [message] = inbox.messages
+    assert attachments(message.content)[0].get_payload(decode=True) == workbook.read_bytes()
 
     second = run_as_cron(line, tmp_path)  # the next night, nothing new
     assert second.returncode == 0, (second.stdout + second.stderr).decode()
