@@ -4,6 +4,7 @@ real SMTP servers on 127.0.0.1 (helpers in smtp_server.py)."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import socket
@@ -15,6 +16,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 from aiosmtpd.controller import Controller
+from click.testing import CliRunner
+
+from pipeline.cli import cli
 
 from .smtp_server import Inbox, free_port, write_certificate
 
@@ -119,11 +123,22 @@ def workspace(tmp_path) -> Workspace:
     return Workspace(tmp_path / "ws", SMALL_TASKS)
 
 
-@pytest.fixture
-def example(tmp_path) -> Path:
-    """A copy of the shipped example (config.toml, tasks.xlsx, inbox/) in tmp_path."""
-    target = tmp_path / "example"
-    target.mkdir()
+def invoke(config, *args):
+    """``consolidate <args> --config <config>`` through click's CliRunner; a crash fails the test."""
+    result = CliRunner().invoke(cli, [*args, "--config", str(config)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+def last_json(output: str) -> dict:
+    """The JSON object ``run --json`` prints on its last line."""
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def copy_example(target: Path) -> Path:
+    """Copy the shipped example (config.toml, tasks.xlsx, inbox/) into the folder ``target``,
+    its returns dated an hour ago (settled, as a night's run finds them)."""
+    target.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "config.toml", target / "config.toml")
     shutil.copy(ROOT / "tasks.xlsx", target / "tasks.xlsx")
     shutil.copytree(ROOT / "inbox", target / "inbox")
@@ -131,6 +146,12 @@ def example(tmp_path) -> Path:
     for path in (target / "inbox").iterdir():
         os.utime(path, (old, old))
     return target
+
+
+@pytest.fixture
+def example(tmp_path) -> Path:
+    """A copy of the shipped example in tmp_path."""
+    return copy_example(tmp_path / "example")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,22 +7,8 @@ import time
 
 import openpyxl
 import pytest
-from click.testing import CliRunner
 
-from pipeline.cli import cli
-
-from .conftest import Workspace, make_return
-
-
-def invoke(config, *args):
-    result = CliRunner().invoke(cli, [*args, "--config", str(config)])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result
-
-
-def last_json(output: str) -> dict:
-    return json.loads(output.strip().splitlines()[-1])
-
+from .conftest import Workspace, invoke, last_json, make_return
 
 # -- the shipped example: the reference table's May returns ----------------------------------
 

@@ -15,42 +15,24 @@ import zipfile
 import openpyxl
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from pipeline.cli import cli
 from pipeline.errors import ERROR, WARNING, Issue
 from pipeline.report.render import RenderError, find_soffice, pdf_pages, pdf_to_png, to_pdf
 from pipeline.report.statistics import unit_table
 from pipeline.report.styles import STATUS_COLOURS
 from pipeline.report.workbook import issue_action, lagging_items, sorted_issues, text_lines
 
-from .conftest import TASK_HEADER, Workspace, make_return
+from .conftest import TASK_HEADER, Workspace, invoke, make_return
 
 FOOTNOTE = "注：1-9 项为省级重点民生实事，10-15 项为市级重点民生实事，16-29 项为区级重点民生实事"
-
-
-def invoke(config, *args):
-    result = CliRunner().invoke(cli, [*args, "--config", str(config)])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result
 
 
 @pytest.fixture(scope="module")
 def example_book(tmp_path_factory):
     """The shipped example's workbook, written once for the module."""
-    import os
-    import shutil
-    import time
+    from .conftest import copy_example
 
-    from .conftest import ROOT
-
-    target = tmp_path_factory.mktemp("example")
-    shutil.copy(ROOT / "config.toml", target / "config.toml")
-    shutil.copy(ROOT / "tasks.xlsx", target / "tasks.xlsx")
-    shutil.copytree(ROOT / "inbox", target / "inbox")
-    old = time.time() - 3600
-    for path in (target / "inbox").iterdir():
-        os.utime(path, (old, old))
+    target = copy_example(tmp_path_factory.mktemp("example"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # xlsxwriter warns about what Excel would "repair"
         result = invoke(target / "config.toml", "run", "--json")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -11,9 +10,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from click.testing import CliRunner
 
-from pipeline.cli import cli
 from pipeline.intake.layout import build_alias_index
 from pipeline.intake.read import META_SHEET
 from pipeline.tasks import read_task_list
@@ -26,19 +23,9 @@ from pipeline.templates import (
 )
 from pipeline.text import header_key
 
-from .conftest import Workspace, make_return
+from .conftest import Workspace, invoke, last_json, make_return
 
 HEADER_ROW = 4  # 1-based: title, 填报单位/填报人/联系电话, 填报说明, header
-
-
-def invoke(config, *args):
-    result = CliRunner().invoke(cli, [*args, "--config", str(config)])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result
-
-
-def last_json(output: str) -> dict:
-    return json.loads(output.strip().splitlines()[-1])
 
 
 def columns_of(ws) -> dict[str, int]:
