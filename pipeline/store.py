@@ -209,16 +209,16 @@ class Store:
         paths, folders = [], set()
         for sha256, temp, suffix in taken:
             target = self.archive_path(sha256, suffix)
-            if temp is None:
-                pass
-            elif target.exists():
-                temp.unlink(missing_ok=True)  # the same bytes came twice in this batch
-            else:
-                if target.parent not in folders:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    folders.add(target.parent)
-                os.replace(temp, target)
             paths.append(target)
+            if temp is None:
+                continue  # already archived
+            if target.exists():
+                temp.unlink(missing_ok=True)  # the same bytes came twice in this batch
+                continue
+            if target.parent not in folders:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                folders.add(target.parent)
+            os.replace(temp, target)
         return paths
 
     def sweep_intake(self) -> int:

@@ -261,7 +261,7 @@ def inspect_file(path: Path, limits: LimitsConfig, *, scan_sheets: bool = False,
                     # The zip is judged on the bytes read here (a file changing under us is
                     # then a consistent snapshot, or refused as truncated).
                     data = head + handle.read(size - len(head)) if size > len(head) else head
-                    return _inspect_zip(io.BytesIO(data), len(data), limits, scan_sheets, repack, data)
+                    return _inspect_zip(io.BytesIO(data), len(data), limits, scan_sheets, repack)
                 return _inspect_zip(handle, size, limits, scan_sheets, repack)
             if head.startswith(ZIP_EMPTY_MAGIC):
                 raise _Refused("not-a-spreadsheet")
@@ -289,18 +289,12 @@ class _Entry:
     data_end: int
 
 
-def _inspect_zip(
-    handle, size: int, limits: LimitsConfig, scan_sheets: bool = False, repack: bool = False, data: bytes | None = None
-) -> Verdict:
+def _inspect_zip(handle, size: int, limits: LimitsConfig, scan_sheets: bool = False, repack: bool = False) -> Verdict:
     _check_end_record(handle, size)
     try:
-        directory = _plain_central_directory(data) if data is not None else None
-        if directory is not None:
-            infos, start_dir = directory
-        else:
-            archive = zipfile.ZipFile(handle)
-            infos = archive.infolist()
-            start_dir = getattr(archive, "start_dir", size)
+        archive = zipfile.ZipFile(handle)
+        infos = archive.infolist()
+        start_dir = getattr(archive, "start_dir", size)
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
@@ -327,87 +321,7 @@ def _inspect_zip(
     return Verdict(kind, None, None, None, flags, package)
 
 
-_ZIP64_LOCATOR = b"PK\x06\x07"
 _CENTRAL_MAGIC = b"PK\x01\x02"
-_MAX_EXTRACT_VERSION = 63  # zipfile.MAX_EXTRACT_VERSION
-_EXTRA_ZIP64 = 0x0001
-
-
-def _plain_central_directory(data: bytes) -> tuple[list[zipfile.ZipInfo], int] | None:
-    """The entries zipfile.ZipFile would list for a zip held in memory, and where its directory
-    starts, read directly (a third of the time, for the 10-entry workbooks returns are), or None
-    for anything but the plain case: an archive comment, ZIP64, data before the zip, a name not
-    in UTF-8 that claims to be, a ZIP64 or malformed extra field, a directory that does not
-    parse. zipfile then reads it (and refuses what it refuses), so both ways see the same
-    entries."""
-    end = len(data) - _EOCD.size
-    if end < 0 or data[end : end + 4] != ZIP_EMPTY_MAGIC or data[-2:] != b"\0\0":
-        return None
-    if data[end - 20 : end - 16] == _ZIP64_LOCATOR:
-        return None
-    _, _, _, _, _, cd_size, cd_offset, _ = _EOCD.unpack_from(data, end)
-    if end - cd_size - cd_offset != 0:
-        return None
-    directory = data[cd_offset : cd_offset + cd_size]
-    infos = []
-    position = 0
-    while position < cd_size:
-        if position + _CENTRAL_HEADER.size > len(directory):
-            return None
-        (
-            magic,
-            create_version,
-            extract_version,
-            flags,
-            method,
-            time_,
-            date,
-            crc,
-            compressed,
-            uncompressed,
-            name_len,
-            extra_len,
-            comment_len,
-            volume,
-            internal_attr,
-            external_attr,
-            header_offset,
-        ) = _CENTRAL_HEADER.unpack_from(directory, position)
-        if magic != _CENTRAL_MAGIC or extract_version & 0xFF > _MAX_EXTRACT_VERSION:
-            return None
-        at = position + _CENTRAL_HEADER.size
-        raw_name = directory[at : at + name_len]
-        extra = directory[at + name_len : at + name_len + extra_len]
-        comment = directory[at + name_len + extra_len : at + name_len + extra_len + comment_len]
-        try:
-            name = raw_name.decode("utf-8") if flags & 0x800 else raw_name.decode("cp437")
-        except UnicodeDecodeError:
-            return None
-        rest = extra
-        while len(rest) >= 4:
-            kind, length = struct.unpack_from("<HH", rest)
-            if length + 4 > len(rest) or kind == _EXTRA_ZIP64:
-                return None
-            rest = rest[length + 4 :]
-        info = zipfile.ZipInfo(name)
-        info.extra, info.comment, info.header_offset = extra, comment, header_offset
-        info.create_version, info.create_system = create_version & 0xFF, create_version >> 8
-        info.extract_version, info.reserved = extract_version & 0xFF, extract_version >> 8
-        info.flag_bits, info.compress_type = flags, method
-        info.CRC, info.compress_size, info.file_size = crc, compressed, uncompressed
-        info.volume, info.internal_attr, info.external_attr = volume, internal_attr, external_attr
-        info._raw_time = time_
-        info.date_time = (
-            (date >> 9) + 1980,
-            (date >> 5) & 0xF,
-            date & 0x1F,
-            time_ >> 11,
-            (time_ >> 5) & 0x3F,
-            (time_ & 0x1F) * 2,
-        )
-        infos.append(info)
-        position = at + name_len + extra_len + comment_len
-    return infos, cd_offset
 
 
 def _check_end_record(handle, size: int) -> None:
