@@ -8,7 +8,7 @@ import openpyxl
 import pytest
 import xlsxwriter
 
-from pipeline.report.bulk import BulkSheet
+from pipeline.report.bulk import BulkSheet, add_strings, fix_style_indices, rows_xml
 
 ROWS = [
     ["=SUM(A1:A9)", 3500, 0.4294, None, "+86 电话", "@某人"],
@@ -24,7 +24,8 @@ def _cells(fmt_text, fmt_number):
     ]
 
 
-def _write(path, bulk: bool) -> None:
+def _write(path, bulk: bool | str) -> None:
+    """bulk: False cell by cell, True a block, "rendered" a block rendered apart (frozen strings)."""
     book = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_numbers": False})
     text = book.add_format({"text_wrap": True, "border": 1, "font_color": "#9C0006"})
     number = book.add_format({"num_format": "0.00%", "border": 1})
@@ -34,7 +35,14 @@ def _write(path, bulk: bool) -> None:
     sheet.set_row(0, 30)
     first = 1
     heights = [20.0, 33.3, None]
-    if bulk:
+    if bulk == "rendered":
+        fix_style_indices(book)
+        cells = _cells(text, number)
+        add_strings(book.str_table, [value for row in cells for value, _ in row if isinstance(value, str)])
+        xml = rows_xml(first, cells, heights, strings=book.str_table, frozen=True)
+        sheet.write_rendered(first, len(cells), len(cells[0]), xml)
+        sheet.merge_block(first, 3, first + 1, 3)
+    elif bulk:
         sheet.write_block(first, _cells(text, number), heights)
         sheet.merge_block(first, 3, first + 1, 3)
     else:
@@ -72,9 +80,10 @@ def _snapshot(path):
     return cells, heights, sorted(map(str, sheet.merged_cells.ranges)), sheet.dimensions
 
 
-def test_a_block_writes_what_cell_by_cell_writing_writes(tmp_path):
+@pytest.mark.parametrize("bulk", [True, "rendered"])
+def test_a_block_writes_what_cell_by_cell_writing_writes(tmp_path, bulk):
     _write(tmp_path / "cells.xlsx", bulk=False)
-    _write(tmp_path / "block.xlsx", bulk=True)
+    _write(tmp_path / "block.xlsx", bulk=bulk)
     expected, got = _snapshot(tmp_path / "cells.xlsx"), _snapshot(tmp_path / "block.xlsx")
     assert got == expected
     cells = got[0]
@@ -84,18 +93,48 @@ def test_a_block_writes_what_cell_by_cell_writing_writes(tmp_path):
     assert got[1][2] == 20.25 and got[1][3] == 33.0  # heights rounded to whole pixels, as set_row does
 
 
-def test_shared_strings_are_counted_like_xlsxwriter_counts_them(tmp_path):
+@pytest.mark.parametrize("bulk", [True, "rendered"])
+def test_shared_strings_are_counted_like_xlsxwriter_counts_them(tmp_path, bulk):
     def shared_strings(name: str) -> bytes:
         with zipfile.ZipFile(tmp_path / name) as archive:
             return archive.read("xl/sharedStrings.xml")
 
     _write(tmp_path / "cells.xlsx", bulk=False)
-    _write(tmp_path / "block.xlsx", bulk=True)
+    _write(tmp_path / "block.xlsx", bulk=bulk)
     assert shared_strings("block.xlsx") == shared_strings("cells.xlsx")
 
 
+def test_a_frozen_block_only_reads_the_shared_strings(tmp_path):
+    book = xlsxwriter.Workbook(str(tmp_path / "x.xlsx"))
+    add_strings(book.str_table, ["甲", None, "", "甲"])
+    xml = rows_xml(0, [[("甲", None), ("", None), (" 乙&", None)]], strings=book.str_table, frozen=True)
+    # Text it was not given is written inline, escaped, rather than added behind the table's back.
+    assert xml == '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="C1" t="inlineStr"><is><t xml:space="preserve"> 乙&amp;</t></is></c></row>'
+    assert (book.str_table.count, book.str_table.unique_count) == (2, 1)
+
+
+def test_text_that_reads_as_rich_markup_stays_text(tmp_path):
+    """xlsxwriter would put "<r>…</r>" into the shared strings as raw XML (breaking the file);
+    the bulk path writes it as an escaped inline string, block or rendered apart."""
+    from python_calamine import CalamineWorkbook
+
+    texts = ["<r>已完成</r>", "<r><t>注入</t></r>", " <r>x</r>", "普通"]
+    path = tmp_path / "rich.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("数据", worksheet_class=BulkSheet)
+    sheet.write_block(0, [[(text, None)] for text in texts])
+    add_strings(book.str_table, texts)
+    xml = rows_xml(4, [[(text, None)] for text in texts], strings=book.str_table, frozen=True)
+    sheet.write_rendered(4, len(texts), 1, xml)
+    book.close()
+    with zipfile.ZipFile(path) as archive:
+        assert b"<r>" not in archive.read("xl/sharedStrings.xml")
+    assert [row[0] for row in openpyxl.load_workbook(path)["数据"].iter_rows(values_only=True)] == texts * 2
+    assert [row[0] for row in CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python()] == texts * 2
+
+
 def test_a_row_written_both_ways_is_refused(tmp_path):
-    book = xlsxwriter.Workbook(str(tmp_path / "clash.xlsx"))
+    book = xlsxwriter.Workbook(str(tmp_path / "clash.xlsx"), {"in_memory": True})  # no temp file left open by the failure
     sheet = book.add_worksheet("数据", worksheet_class=BulkSheet)
     sheet.write_block(0, [[("a", None)], [("b", None)]])
     sheet.write_string(1, 3, "clash")

@@ -15,18 +15,35 @@ merges, print setup, panes and filters. The hook is xlsxwriter's documented
 (the ``<sheetData>`` loop), ``_check_dimensions``, the ``merge`` list, the shared-string table
 ``str_table`` and ``Format._get_xf_index``. The workbook writes its shared strings after its
 sheets, and a block takes its string indices when it is added, before ``close``.
+
+A block can also be rendered elsewhere, in another process (parallel.py), and handed over as
+XML when the sheet is written (``write_rendered``). That process must not add to the tables the
+workbook writes, so before it starts, the formats get their style indices
+(``fix_style_indices``) and the block's texts their shared strings (``add_strings``), and it
+renders with the table frozen.
+
+Text that reads "<r>…</r>" is written as an inline string: xlsxwriter would write it into the
+shared strings as raw rich-text markup, which breaks the file (or injects XML).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
-from xlsxwriter.utility import xl_col_to_name
+from xlsxwriter.utility import _utf16_len, _utf16_truncate, xl_col_to_name
 from xlsxwriter.worksheet import Worksheet
 
-STRING_MAX = 32767  # characters in a cell, Excel's limit (xlsxwriter's xls_strmax)
+STRING_MAX = 32767  # UTF-16 units in a cell, Excel's limit (xlsxwriter's xls_strmax)
 Cell = tuple | None  # (value, format): value str | int | float | None; format a Format or None
+
+# What xlsxwriter escapes in cell text (xmlwriter: _escape_control_characters, _escape_data).
+_ESCAPED_ESCAPE = re.compile("(_x[0-9a-fA-F]{4}_)")
+_CONTROL = re.compile(r"([\x00-\x08\x0b-\x1f])")
+_NEEDS_ESCAPE = re.compile(r"[&<>\x00-\x08\x0b-\x1f_\ufffe\uffff]")
+_EDGE_SPACE = re.compile(r"^\s|\s$")
 
 
 class _StyleAttributes(dict):
@@ -37,12 +54,125 @@ class _StyleAttributes(dict):
         return attribute
 
 
+def inline_string(text: str) -> str:
+    """The ``<is>`` element of an inline string: control characters as _xHHHH_, XML escaped,
+    leading or trailing whitespace preserved (what constant_memory mode writes). Never taken
+    for rich-text markup, unlike a shared string that happens to read "<r>…</r>"."""
+    if _NEEDS_ESCAPE.search(text):
+        text = _ESCAPED_ESCAPE.sub(r"_x005F\1", text)
+        text = _CONTROL.sub(lambda match: f"_x{ord(match.group(1)):04X}_", text)
+        text = text.replace("\ufffe", "_xFFFE_").replace("\uffff", "_xFFFF_")
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if _EDGE_SPACE.search(text):
+        return f'<is><t xml:space="preserve">{text}</t></is>'
+    return f"<is><t>{text}</t></is>"
+
+
+def excel_text(text: str) -> str:
+    """``text`` cut to Excel's 32,767 UTF-16 units a cell, with ``write_string``'s own rule."""
+    if len(text) > STRING_MAX // 2 and _utf16_len(text) > STRING_MAX:
+        return _utf16_truncate(text, STRING_MAX)
+    return text
+
+
+def _looks_rich(text: str) -> bool:
+    """xlsxwriter writes a shared string reading "<r>…</r>" as raw rich-text XML: such text
+    must go inline, escaped, or it would break the file (or inject markup)."""
+    return text.startswith("<r>") and text.endswith("</r>")
+
+
+def rows_xml(
+    first_row: int,
+    rows: Sequence[Sequence[Cell]],
+    heights: Sequence[float | None] | None = None,
+    *,
+    strings,
+    frozen: bool = False,
+) -> str:
+    """The ``<row>`` XML of ``rows`` from ``first_row`` (0-based) down, column A onwards.
+
+    A cell is ``None`` (nothing), or ``(value, format)``: a string ("" writes a formatted blank),
+    a finite number, or ``None`` for a formatted blank. Text goes to ``strings``, xlsxwriter's
+    shared-string table; ``frozen``: the table is only read, as it must be in another process
+    (the texts were put in it and counted by ``add_strings``; one that was not is written as an
+    inline string). ``heights`` gives each row's height in points (``None``: the default height).
+    """
+    width = max((len(row) for row in rows), default=0)
+    known = strings.string_table  # string → index, xlsxwriter's own table
+    repeats = 0  # uses of strings already in the table, added to its count at the end
+    style_of = _StyleAttributes()
+    letters = [xl_col_to_name(col) for col in range(width)]
+    xml = []
+    for offset, row in enumerate(rows):
+        number = first_row + offset + 1
+        cells = []
+        append = cells.append
+        for letter, cell in zip(letters, row, strict=False):
+            if cell is None:
+                continue
+            value, fmt = cell
+            style = "" if fmt is None else style_of[fmt]
+            if value is None or value == "":
+                if style:
+                    append(f'<c r="{letter}{number}"{style}/>')
+            elif isinstance(value, str):
+                index = known.get(value)
+                if index is None:
+                    value = excel_text(str(value))  # str(): a str subclass stores the plain string
+                    index = known.get(value)
+                if index is not None:
+                    repeats += 1
+                elif frozen or _looks_rich(value):
+                    append(f'<c r="{letter}{number}"{style} t="inlineStr">{inline_string(value)}</c>')
+                    continue
+                else:
+                    index = strings._get_shared_string_index(value)
+                append(f'<c r="{letter}{number}"{style} t="s"><v>{index}</v></c>')
+            else:
+                if not math.isfinite(value):
+                    raise ValueError(f"not a finite number at {letter}{number}: {value!r}")
+                append(f'<c r="{letter}{number}"{style}><v>{value:.16G}</v></c>')
+        height = heights[offset] if heights is not None else None
+        if height is None:
+            xml.append(f'<row r="{number}">{"".join(cells)}</row>')
+        else:
+            # As set_row writes it: rounded to whole pixels (4/3 of a point).
+            points = int(height * 4.0 / 3.0 + 0.5) * 0.75
+            xml.append(f'<row r="{number}" ht="{points:.16g}" customHeight="1">{"".join(cells)}</row>')
+    if not frozen:
+        strings.count += repeats
+    return "".join(xml)
+
+
+def add_strings(strings, texts: Iterable[str | None]) -> None:
+    """Put the texts a frozen ``rows_xml`` will write into the shared table, each use counted
+    (``None`` and "" are blanks; text that reads as rich-text markup is written inline)."""
+    table = strings.string_table
+    for text, uses in Counter(texts).items():  # each distinct text once: most recur
+        if not text:
+            continue
+        text = excel_text(str(text))
+        if _looks_rich(text):
+            continue
+        if text not in table:
+            strings._get_shared_string_index(text)  # adds it, counted once
+            uses -= 1
+        strings.count += uses
+
+
+def fix_style_indices(book) -> None:
+    """Give every format of ``book`` its style index now, in the order they were added, so that
+    XML rendered in another process uses the indices the workbook will write."""
+    for fmt in book.formats:
+        fmt._get_xf_index()
+
+
 class BulkSheet(Worksheet):
     """``write_block`` takes many rows at once; the usual ``write_*`` calls work around it."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._blocks: list[tuple[int, int, list[str]]] = []  # (first row, last row, row XML)
+        self._blocks: list[tuple[int, int, str]] = []  # (first row, last row, the rows' XML)
 
     def write_block(
         self,
@@ -52,59 +182,25 @@ class BulkSheet(Worksheet):
     ) -> int:
         """Write ``rows`` from ``first_row`` down, column A onwards; returns the next free row.
 
-        A cell is ``None`` (nothing), or ``(value, format)``: a string (written as a shared
-        string; "" writes a formatted blank), a finite number, or ``None`` for a formatted blank.
-        ``heights`` gives each row's height in points (``None``: the default height).
-        No other ``write_*`` call or ``set_row`` may touch the block's rows; merges over them are
-        declared with ``merge_block``.
+        A cell is as ``rows_xml`` takes it; text is written as shared strings. No other
+        ``write_*`` call or ``set_row`` may touch the block's rows; merges over them are declared
+        with ``merge_block``.
         """
         if not rows:
             return first_row
         last_row = first_row + len(rows) - 1
-        width = max(len(row) for row in rows)
+        self._claim(first_row, last_row, max(len(row) for row in rows))
+        self._blocks.append((first_row, last_row, rows_xml(first_row, rows, heights, strings=self.str_table)))
+        return last_row + 1
+
+    def write_rendered(self, first_row: int, count: int, width: int, xml: str) -> int:
+        """Write ``count`` rows of ``width`` columns from ``first_row``, rendered elsewhere (by a
+        frozen ``rows_xml``, whose texts must be in this workbook's table). Returns the next
+        free row."""
+        if count <= 0:
+            return first_row
+        last_row = first_row + count - 1
         self._claim(first_row, last_row, width)
-        strings = self.str_table
-        known = strings.string_table  # string → index, xlsxwriter's own table
-        repeats = 0  # uses of strings already in the table, added to its count at the end
-        style_of = _StyleAttributes()
-        letters = [xl_col_to_name(col) for col in range(width)]
-        xml = []
-        for offset, row in enumerate(rows):
-            number = first_row + offset + 1
-            cells = []
-            append = cells.append
-            for letter, cell in zip(letters, row, strict=False):
-                if cell is None:
-                    continue
-                value, fmt = cell
-                style = "" if fmt is None else style_of[fmt]
-                if value is None or value == "":
-                    if style:
-                        append(f'<c r="{letter}{number}"{style}/>')
-                elif value.__class__ is str:
-                    if len(value) > STRING_MAX:
-                        value = value[:STRING_MAX]  # as write_string cuts it: Excel's cell limit
-                    index = known.get(value)
-                    if index is None:
-                        index = strings._get_shared_string_index(value)
-                    else:
-                        repeats += 1
-                    append(f'<c r="{letter}{number}"{style} t="s"><v>{index}</v></c>')
-                elif isinstance(value, str):  # a str subclass: store the plain string
-                    index = strings._get_shared_string_index(str(value)[:STRING_MAX])
-                    append(f'<c r="{letter}{number}"{style} t="s"><v>{index}</v></c>')
-                else:
-                    if not math.isfinite(value):
-                        raise ValueError(f"not a finite number at {letter}{number}: {value!r}")
-                    append(f'<c r="{letter}{number}"{style}><v>{value:.16G}</v></c>')
-            height = heights[offset] if heights is not None else None
-            if height is None:
-                xml.append(f'<row r="{number}">{"".join(cells)}</row>')
-            else:
-                # As set_row writes it: rounded to whole pixels (4/3 of a point).
-                points = int(height * 4.0 / 3.0 + 0.5) * 0.75
-                xml.append(f'<row r="{number}" ht="{points:.16g}" customHeight="1">{"".join(cells)}</row>')
-        strings.count += repeats
         self._blocks.append((first_row, last_row, xml))
         return last_row + 1
 
@@ -130,14 +226,14 @@ class BulkSheet(Worksheet):
         low, high = self.dim_rowmin, self.dim_rowmax
         try:
             cursor = low
-            for first, last, xml in sorted(self._blocks):
+            for first, last, xml in sorted(self._blocks, key=lambda block: block[0]):
                 taken = [row for row in range(first, last + 1) if self.table.get(row) or row in self.row_info]
                 if taken:
                     raise ValueError(f"row {taken[0] + 1} is written both in a block and cell by cell")
                 if cursor < first:
                     self.dim_rowmin, self.dim_rowmax = cursor, first - 1
                     super()._write_rows()
-                self.fh.write("".join(xml))
+                self.fh.write(xml)
                 cursor = last + 1
             if cursor <= high:
                 self.dim_rowmin, self.dim_rowmax = cursor, high

@@ -112,11 +112,13 @@ def chart_points(master: pd.DataFrame, severe_points: float) -> pd.DataFrame:
 def status_counts(master: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
     """(levels, counts): one row per level (and 合计), a column per status that occurs (the five
     lights always), 合计, and the share of rated 数量 indicators at or above 序时进度."""
-    levels = [lvl for lvl in ("省级", "市级", "区级", "县级") if lvl in set(master["level"])]
-    levels += sorted(set(master["level"]) - set(levels) - {""})
+    present = set(master["level"].tolist())  # tolist: iterating a str column is per element in Python
+    levels = [lvl for lvl in ("省级", "市级", "区级", "县级") if lvl in present]
+    levels += sorted(present - set(levels) - {""})
     if not levels or (master["level"] == "").any():
         levels.append("其他" if levels else "全部")
-    statuses = list(LEGEND_STATUSES) + [s for s in STAGE_STATUSES if s in set(master["status"])]
+    occurring = set(master["status"].tolist())
+    statuses = list(LEGEND_STATUSES) + [s for s in STAGE_STATUSES if s in occurring]
     records = []
     for level in [*levels, "合计"]:
         if level == "合计" or level == "全部":

@@ -1,0 +1,182 @@
+"""The second core for the workbook: 明细's rows rendered in a forked process, and the parts of
+the package compressed by two threads.
+
+At province scale (3,000 returns) 明细 is 68,673 rows × 22 columns, about a second of pure Python
+to render, and nothing in it depends on the other sheets once its formats have their style
+indices and its texts their shared strings (bulk.fix_style_indices, bulk.add_strings). So it is
+rendered by a child process, forked as the workbook starts, while this process writes 汇总表;
+the rows' XML comes back through a pipe. A fork copies the process as it is, so nothing is
+pickled but the answer. Where the child cannot run (no fork, no memory for one) or fails,
+``Offload.result`` renders here instead: the workbook is the same either way, only slower, and
+a bug raises here, where the run reports it. With the second core busy the two processes share
+one, which costs the fork (milliseconds), not the rendering twice.
+
+Compressing the package's 80 MB of XML takes about a second at province scale, one part after
+another in xlsxwriter's ``zipfile.ZipFile``. ``DeflatedZip`` stands in for it while the workbook
+is stored (``parallel_deflate``): the parts are deflated by two threads (zlib lets go of the GIL
+while it compresses) and written in xlsxwriter's order, with zipfile's level, dates and
+attributes: the same bytes zipfile writes (tests/test_parallel.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import struct
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+DEFLATE_THREADS = 2
+DEFLATE_LEVEL = 6  # zlib's default, which zipfile uses
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
+_END = struct.Struct("<4s4H2LH")
+
+
+class Offload:
+    """``func()``, a str, computed in a forked child while this process goes on."""
+
+    def __init__(self, func: Callable[[], str]):
+        self._func = func
+        self._process = None
+        self._conn = None
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return
+        context = multiprocessing.get_context("fork")
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_serve, args=(sender, func), name="consolidate-writer", daemon=True)
+        # Ctrl-C between the fork and the bookkeeping would leave an untracked child.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            process.start()
+        except OSError:  # fork refused (EAGAIN, ENOMEM): render here instead
+            receiver.close()
+            return
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            sender.close()
+        self._process, self._conn = process, receiver
+
+    def result(self) -> str:
+        """The child's answer, or ``func()`` computed here when there is none."""
+        if self._conn is not None:
+            data = None
+            with contextlib.suppress(EOFError, OSError):
+                data = self._conn.recv_bytes()
+            self.close()
+            if data is not None:
+                return data.decode("utf-8")
+        return self._func()
+
+    def close(self) -> None:
+        """Stop and reap the child, whatever state it is in."""
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if conn is not None:
+            conn.close()  # a child still writing gets EPIPE and exits
+        if process is not None:
+            if process.is_alive():
+                process.kill()
+            process.join()
+            process.close()
+
+    def __enter__(self) -> Offload:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _serve(conn, func: Callable[[], str]) -> None:
+    """In the child: compute, send, exit. Silent on failure: the parent computes it again and
+    reports whatever goes wrong there."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        conn.send_bytes(func().encode("utf-8"))
+    except BaseException:  # noqa: BLE001 - whatever it is, the parent redoes the work
+        os._exit(1)
+    finally:
+        conn.close()
+
+
+class DeflatedZip:
+    """What xlsxwriter's in-memory packaging asks of ``zipfile.ZipFile`` (open for writing,
+    ``writestr``, ``close``), with the deflating done by threads."""
+
+    def __init__(self, file, mode: str = "w", compression: int = zipfile.ZIP_DEFLATED, allowZip64: bool = True):  # noqa: N803 - zipfile's keyword
+        if mode != "w" or compression != zipfile.ZIP_DEFLATED:
+            raise ValueError("DeflatedZip only writes deflated members")
+        self.compression = compression
+        self._file = file
+        self._members: list[tuple[zipfile.ZipInfo, Future]] = []
+        self._pool = ThreadPoolExecutor(DEFLATE_THREADS, thread_name_prefix="consolidate-deflate")
+
+    def writestr(self, info: zipfile.ZipInfo, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self._members.append((info, self._pool.submit(_deflate, data)))
+
+    def close(self) -> None:
+        try:
+            with contextlib.ExitStack() as stack:
+                handle = self._file
+                if not hasattr(handle, "write"):
+                    handle = stack.enter_context(open(handle, "wb"))  # noqa: SIM115 - closed by the stack
+                _write_members(handle, ((info, future.result()) for info, future in self._members))
+        finally:
+            self._pool.shutdown(cancel_futures=True)
+
+
+def _deflate(data: bytes) -> tuple[bytes, int, int]:
+    compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush(), zlib.crc32(data), len(data)
+
+
+def _write_members(handle, members: Iterator[tuple[zipfile.ZipInfo, tuple[bytes, int, int]]]) -> None:
+    """Local headers and data, then the central directory, as zipfile writes them (no zip64:
+    a workbook part of 4 GB is far beyond what Excel opens)."""
+    offset = 0
+    directory = []
+    for info, (packed, crc, size) in members:
+        if size >= zipfile.ZIP64_LIMIT or len(packed) >= zipfile.ZIP64_LIMIT or offset >= zipfile.ZIP64_LIMIT:
+            raise zipfile.LargeZipFile(f"{info.filename} is too large for a workbook")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.CRC, info.compress_size, info.file_size = crc, len(packed), size
+        info.external_attr = info.external_attr or 0o600 << 16  # ?rw-------, as zipfile sets it
+        header = info.FileHeader(zip64=False)
+        handle.write(header)
+        handle.write(packed)
+        directory.append((info, offset))
+        offset += len(header) + len(packed)
+    start = offset
+    for info, at in directory:
+        name = info.filename.encode("utf-8")
+        flags = info.flag_bits | (0x800 if not info.filename.isascii() else 0)
+        date_time = info.date_time
+        dos_date = (date_time[0] - 1980) << 9 | date_time[1] << 5 | date_time[2]
+        dos_time = date_time[3] << 11 | date_time[4] << 5 | (date_time[5] // 2)
+        record = _CENTRAL.pack(
+            b"PK\x01\x02", info.create_version, info.create_system, info.extract_version, info.reserved,
+            flags, info.compress_type, dos_time, dos_date, info.CRC, info.compress_size, info.file_size,
+            len(name), 0, 0, 0, 0, info.external_attr, at,
+        )  # fmt: skip
+        handle.write(record)
+        handle.write(name)
+        offset += len(record) + len(name)
+    count = len(directory)
+    handle.write(_END.pack(b"PK\x05\x06", 0, 0, count, count, offset - start, start, 0))
+
+
+@contextlib.contextmanager
+def parallel_deflate(module) -> Iterator[None]:
+    """``module.ZipFile`` is ``DeflatedZip`` meanwhile (xlsxwriter.workbook's, while it stores)."""
+    original = module.ZipFile
+    module.ZipFile = DeflatedZip
+    try:
+        yield
+    finally:
+        module.ZipFile = original
