@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import random
@@ -26,7 +27,7 @@ from pipeline.intake.safety import (
     is_settling,
     should_skip,
 )
-from pipeline.intake.xmlscan import scan_xlsx
+from pipeline.intake.xmlscan import scan_sheet_part, scan_xlsx
 
 LIMITS = LimitsConfig()
 SHEET = "xl/worksheets/sheet1.xml"
@@ -558,6 +559,19 @@ def test_the_repacked_package_reads_as_the_file_does(tmp_path):
     assert any(isinstance(cell, CellError) for row in from_file.sheets[0].rows for cell in row)
 
 
+def test_empty_parts_and_folders_are_repacked(tmp_path):
+    # Stored and empty, they have no deflate stream and yield no chunk: kept all the same.
+    path = make_xlsx(tmp_path / "区人社局.xlsx")
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(zipfile.ZipInfo("xl/empty.xml"), b"", compress_type=zipfile.ZIP_STORED)
+        archive.mkdir("xl/folder")
+    verdict = inspect_file(path, LIMITS, scan_sheets=True, repack=True)
+    with zipfile.ZipFile(path) as original, zipfile.ZipFile(io.BytesIO(verdict.package)) as repacked:
+        assert repacked.namelist() == original.namelist()
+        assert repacked.read("xl/empty.xml") == b""
+    assert read_book(str(path), "xlsx", package=verdict.package) == read_book(str(path), "xlsx")
+
+
 def test_a_workbook_too_big_to_repack_is_read_from_its_file(tmp_path, monkeypatch):
     path = make_xlsx(tmp_path / "区人社局.xlsx", rows=200)
     monkeypatch.setattr(safety, "REPACK_MAX_BYTES", 4096)
@@ -585,6 +599,130 @@ def test_a_zip_with_a_comment_or_a_prefix_is_read(tmp_path):
     prefixed.write_bytes(b"PK\x03\x04" + b"\0" * 100 + source.read_bytes())
     assert inspect_file(commented, LIMITS).kind == "xlsx"
     assert inspect_file(prefixed, LIMITS).kind == "xlsx"  # zipfile's offsets, shifted by the prefix
+
+
+def test_a_running_count_past_the_ratio_names_the_part(tmp_path):
+    # The directory's sizes pass (500 KB honest, 1 KB claimed for a part that holds 900 KB):
+    # only the pass's own count, before the part's size check, sees the ratio.
+    path = make_zip(
+        tmp_path / "a.xlsx",
+        {"[Content_Types].xml": CONTENT_TYPES, "xl/a.xml": b" " * 500_000, "xl/b.xml": b" " * 900_000},
+    )
+    patch_entry(path, "xl/b.xml", file_size=1000)
+    assert "xl/b.xml 处压缩比超过 100 倍" in refused(inspect_file(path, LIMITS), "zip-bomb")
+
+
+def hostile_and_plain(folder: Path) -> list[Path]:
+    """Files that take every turn of the inflation pass, accepted and refused."""
+    plain = make_xlsx(folder / "plain.xlsx", rows=300)
+    damaged = rewrite_zip(plain, folder / "damaged.xlsx", {})
+    patch_entry(damaged, "xl/styles.xml", crc=12345)
+    lying = rewrite_zip(plain, folder / "lying.xlsx", {})
+    patch_entry(lying, "xl/styles.xml", file_size=10)
+    ratio = make_zip(
+        folder / "ratio.xlsx",
+        {"[Content_Types].xml": CONTENT_TYPES, "xl/a.xml": b" " * 500_000, "xl/b.xml": b" " * 900_000},
+    )
+    patch_entry(ratio, "xl/b.xml", file_size=1000)
+    return [
+        plain,
+        flagged_workbook(folder / "flagged.xlsx"),
+        rewrite_zip(plain, folder / "dtd.xlsx", {SHEET: EXTERNAL_ENTITY}),
+        rewrite_zip(plain, folder / "utf7.xlsx", {"xl/styles.xml": b'<?xml version="1.0" encoding="UTF-7"?><x/>'}),
+        rewrite_zip(plain, folder / "big.xlsx", {"xl/big.xml": text_like(3 << 20)}),
+        damaged,
+        lying,
+        ratio,
+        make_bomb(folder / "bomb.xlsx", megabytes=20),
+    ]
+
+
+def test_a_part_in_one_piece_is_checked_as_one_in_chunks(tmp_path, monkeypatch):
+    # Most parts are inflated in one piece (_inflate_small) and checked at once; the others
+    # chunk by chunk. Every verdict, package and sheet scan must be the same either way.
+    files = hostile_and_plain(tmp_path)
+    options = {"scan_sheets": True, "repack": True}
+    whole = [inspect_file(path, LIMITS, **options) for path in files]
+    assert [verdict.code for verdict in whole] == [
+        None,
+        None,
+        "xml-entity",
+        "xml-entity",
+        None,
+        "corrupt",
+        "corrupt",
+        "zip-bomb",
+        "zip-bomb",
+    ]
+    monkeypatch.setattr(safety, "_inflate_small", lambda *args: None)
+    assert [inspect_file(path, LIMITS, **options) for path in files] == whole
+
+
+@pytest.mark.parametrize(
+    ("declaration", "accepted"),
+    [
+        (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>', True),
+        (b'<?xml version="1.0" encoding="UTF-8"?>', True),
+        (codecs.BOM_UTF8 + b'<?xml version="1.0" encoding="UTF-8"?>', True),
+        (b"<?xml version='1.0' encoding='gbk'?>", True),
+        (b'<?xml version="1.0" encoding="UTF-7"?>', False),
+        (b'<?xml version="1.0" encoding="UTF-8"?>'.decode().encode("utf-32"), False),
+    ],
+)
+def test_the_usual_declaration_is_read_at_a_glance_and_the_others_parsed(tmp_path, declaration, accepted):
+    source = make_xlsx(tmp_path / "a.xlsx")
+    for padding in (b"", b" " * 600):  # a part shorter than the 512 bytes looked at, and longer
+        path = rewrite_zip(source, tmp_path / "b.xlsx", {"xl/styles.xml": declaration + b"<x/>" + padding})
+        assert inspect_file(path, LIMITS).ok == accepted
+    # The glance is at the encoding only: a DTD after the usual declaration is still found.
+    usual = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    path = rewrite_zip(source, tmp_path / "c.xlsx", {"xl/styles.xml": usual + b"<!DOCTYPE x []><x/>"})
+    refused(inspect_file(path, LIMITS), "xml-entity")
+
+
+def test_part_names_in_either_zip_encoding(tmp_path):
+    # Without the UTF-8 flag a name is cp437 (zipfile's reading too); a local header whose flag
+    # disagrees with the directory spells another name, and is refused.
+    source = make_xlsx(tmp_path / "a.xlsx")
+    path = rewrite_zip(source, tmp_path / "b.xlsx", {"xl/media/图片.bin": b"\x89PNG"})
+    assert inspect_file(path, LIMITS).ok
+    data = bytearray(path.read_bytes())
+    name = "xl/media/图片.bin".encode()
+    local_flags = data.find(name) - 30 + 6
+    central_flags = data.rfind(name) - 46 + 8
+    for at in (local_flags, central_flags):
+        struct.pack_into("<H", data, at, struct.unpack_from("<H", data, at)[0] & ~0x800)
+    unflagged = tmp_path / "c.xlsx"
+    unflagged.write_bytes(bytes(data))
+    with zipfile.ZipFile(unflagged) as archive:
+        assert name.decode("cp437") in archive.namelist()
+    assert inspect_file(unflagged, LIMITS, scan_sheets=True, repack=True).ok
+    struct.pack_into("<H", data, central_flags, struct.unpack_from("<H", data, central_flags)[0] | 0x800)
+    disagreeing = tmp_path / "d.xlsx"
+    disagreeing.write_bytes(bytes(data))
+    assert "图片.bin 的记录前后不一致" in refused(inspect_file(disagreeing, LIMITS), "corrupt")
+
+
+@pytest.mark.parametrize(
+    ("markup", "found"),
+    [
+        ('<row r="3" hidden="1"><c r="A3"><v>1</v></c></row>', ("hidden_rows", {3})),
+        ('<row r="3" hidden="1" spans="1:1"><c r="A3"><v>1</v></c></row>', ("hidden_rows", {3})),
+        ('<row r="3" hidden="0"><c r="A3"><v>1</v></c></row>', ()),
+        ('<row r="3"><c r="B3" t="e"><v>#N/A</v></c></row>', ("errors", {(2, 1): "#N/A"})),
+        ('<row r="3"><c r="B3"><f>A3*2</f></c></row>', ("uncached_formulas", {(2, 1): "A3*2"})),
+        ('<row r="3"><c r="B3"><f>A3*2</f><v>2</v></c></row>', ()),
+        ('<row r="3"><c r="B3"><v>2</v></c></row>', ()),
+    ],
+)
+def test_the_sheet_scan_looks_for_each_marker(markup, found):
+    part = f'<?xml version="1.0"?><worksheet><sheetData>{markup}</sheetData></worksheet>'.encode()
+    flags = scan_sheet_part(part)
+    if not found:
+        assert flags is None
+    else:
+        field_name, value = found
+        assert getattr(flags, field_name) == value
 
 
 # ---- which files to look at, and when

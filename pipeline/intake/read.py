@@ -66,7 +66,7 @@ def read_book(
     xlsx is scanned here) and ``package`` (the same xlsx re-zipped without compression by
     ``repack=True``: read instead of the file, so that it is not inflated a second time)."""
     if kind in ("xlsx", "xls", "ods"):
-        return _read_calamine(Path(path), kind, max_rows, sheet_flags, package if kind == "xlsx" else None)
+        return _read_calamine(path, kind, max_rows, sheet_flags, package if kind == "xlsx" else None)
     if kind == "csv":
         return _read_csv(Path(path), encoding or "utf-8-sig", max_rows)
     if kind == "html":
@@ -81,7 +81,7 @@ def read_book(
 
 
 def _read_calamine(
-    path: Path, kind: str, max_rows: int, flags: dict[str, SheetFlags] | None, package: bytes | None
+    path: str | Path, kind: str, max_rows: int, flags: dict[str, SheetFlags] | None, package: bytes | None
 ) -> RawBook:
     from python_calamine import CalamineError, CalamineWorkbook
 
@@ -90,16 +90,16 @@ def _read_calamine(
             # From bytes, calamine tells the format by content; from a path it goes by the name,
             # and fails on an xlsx renamed .xls (inspect_file found it to be an xlsx).
             if package is None:
-                package = path.read_bytes()  # compressed, and at most limits.max_total_mb
+                package = Path(path).read_bytes()  # compressed, and at most limits.max_total_mb
             book = CalamineWorkbook.from_filelike(io.BytesIO(package))
         else:
-            book = CalamineWorkbook.from_path(str(path))
+            book = CalamineWorkbook.from_path(str(Path(path)))
     except CalamineError as exc:
         raise ReadError(f"文件无法打开（{type(exc).__name__}），可能已损坏，请重新保存后发送。") from None
     except Exception as exc:  # calamine raises plain exceptions for some broken files
         raise ReadError(f"文件无法打开（{exc}），可能已损坏，请重新保存后发送。") from None
     if flags is None:
-        flags = scan_xlsx(path) if kind == "xlsx" else {}
+        flags = scan_xlsx(Path(path)) if kind == "xlsx" else {}
     sheets, meta, notes = [], {}, []
     for info in book.sheets_metadata:
         if not str(info.typ).endswith("WorkSheet"):
@@ -125,15 +125,48 @@ def _read_calamine(
     return RawBook(sheets, meta, notes)
 
 
+# calamine's "" for an empty cell → None; any other value → itself (every value calamine gives
+# is hashable: str, float, int, bool, and date and time types).
+_NONE_FOR_BLANK = {"": None}.get
+
+
 def _grid(sheet, max_rows: int) -> tuple[list[list], bool]:
     """The sheet as rows anchored at A1, trailing empty rows dropped, at most max_rows rows."""
+    start = sheet.start
+    if start is None or start[0] + sheet.height > max_rows:
+        return _grid_by_rows(sheet, max_rows)
+    # Within the limit: to_python() gives the rows from the first that holds data (calamine skips
+    # the empty area above and to the left), in one call; the blanks are mapped in C. 20% less
+    # time than the loop below (measured on 3,000 returns).
+    start_row, start_col = start
+    none_for_blank = _NONE_FOR_BLANK
+    rows: list[list] = [[] for _ in range(start_row)]
+    if start_col:
+        pad = [None] * start_col
+        rows += [pad + list(map(none_for_blank, values, values)) for values in sheet.to_python()]
+    else:
+        rows += [list(map(none_for_blank, values, values)) for values in sheet.to_python()]
+    end = len(rows)
+    while end > start_row and rows[end - 1].count(None) == len(rows[end - 1]):
+        end -= 1
+    del rows[end:]
+    return rows, False
+
+
+def _grid_by_rows(sheet, max_rows: int) -> tuple[list[list], bool]:
+    """_grid for any sheet, row by row: past max_rows, only as far as the first value (which
+    makes the sheet ``truncated``), whatever the sheet's dimension claims."""
     start_row, start_col = sheet.start or (0, 0)
     rows: list[list] = [[] for _ in range(start_row)]
     truncated = False
     pad = [None] * start_col
     last_filled = start_row - 1
-    for offset, values in enumerate(sheet.iter_rows()):
-        if start_row + offset >= max_rows:
+    # python-calamine's iter_rows() starts at row 1, not at the data: the rows above the data
+    # come first, empty (as wide as the data, not padded on the left).
+    for row, values in enumerate(sheet.iter_rows()):
+        if row < start_row:
+            continue
+        if row >= max_rows:
             truncated = any(v not in ("", None) for v in values) or truncated
             if truncated:
                 break
@@ -148,9 +181,9 @@ def _grid(sheet, max_rows: int) -> tuple[list[list], bool]:
                 at += 1
         except ValueError:
             pass
-        row = pad + values if pad else values
-        rows.append(row)
-        if row.count(None) != len(row):
+        values = pad + values if pad else values
+        rows.append(values)
+        if values.count(None) != len(values):
             last_filled = len(rows) - 1
     return rows[: last_filled + 1], truncated
 

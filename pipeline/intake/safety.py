@@ -85,6 +85,8 @@ _SAFE_XML_ENCODINGS = frozenset(
     "big5 euc-cn euc-kr euc-jp shift_jis".split()
 )
 _SAFE_XML_ENCODING_FAMILIES = ("iso-8859-", "iso8859-", "windows-125", "cp125")
+# How Excel, WPS, LibreOffice and xlsxwriter start every XML part.
+_USUAL_XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"'
 
 
 SPREADSHEET_CONTENT_TYPES = (
@@ -243,7 +245,8 @@ def inspect_file(path: Path, limits: LimitsConfig, *, scan_sheets: bool = False,
     With ``scan_sheets``, an accepted xlsx comes with ``sheet_flags`` from the same inflation
     pass; with ``repack``, with its ``package`` as well.
     """
-    path = Path(path)
+    if not isinstance(path, Path):
+        path = Path(path)  # only a str: Path(a Path) parses it all over again
     try:
         size = path.stat().st_size
         if size == 0:
@@ -374,7 +377,9 @@ def _check_local_headers(handle, infos, size: int, start_dir: int) -> list[_Entr
         if signature != ZIP_MAGIC:
             raise _malformed(f"{name} 的记录位置不对")
         local_name = handle.read(name_len)
-        encoding = "utf-8" if flags & 0x800 else "cp437"
+        # ASCII reads the same in both encodings, and Python decodes UTF-8 without the codec
+        # lookup that cp437 takes (30,000 names at 3,000 returns).
+        encoding = "utf-8" if flags & 0x800 or local_name.isascii() else "cp437"
         if local_name.decode(encoding, "replace") != info.orig_filename or method != info.compress_type:
             raise _malformed(f"{name} 的记录前后不一致")
         # With a data descriptor the local header may leave CRC and sizes at zero; ZIP64 puts
@@ -577,23 +582,25 @@ def _stored_zip(infos, kept: list) -> bytes:
     """The kept parts as a zip without compression, in the central directory's order, with the
     names as the file spelt them (UTF-8, flagged as such)."""
     by_name = {info.orig_filename: (data, crc) for info, data, crc in kept}
-    body, directory = [], []
+    local_header, central_header = _LOCAL_HEADER.pack, _CENTRAL_HEADER.pack
+    body: list[bytes] = []
+    directory: list[bytes] = []
     offset = 0
     for info in infos:
         data, crc = by_name[info.orig_filename]
         name = info.orig_filename.encode("utf-8")
-        local = _LOCAL_HEADER.pack(ZIP_MAGIC, 20, 0x800, 0, 0, 0x21, crc, len(data), len(data), len(name), 0)
-        directory.append(
-            _CENTRAL_HEADER.pack(
-                _CENTRAL_MAGIC, 20, 20, 0x800, 0, 0, 0x21, crc, len(data), len(data), len(name), 0, 0, 0, 0, 0, offset
-            )
-            + name
+        size = len(data)
+        body += (local_header(ZIP_MAGIC, 20, 0x800, 0, 0, 0x21, crc, size, size, len(name), 0), name, data)
+        directory += (
+            central_header(
+                _CENTRAL_MAGIC, 20, 20, 0x800, 0, 0, 0x21, crc, size, size, len(name), 0, 0, 0, 0, 0, offset
+            ),
+            name,
         )
-        body += (local, name, data)
-        offset += len(local) + len(name) + len(data)
+        offset += _LOCAL_HEADER.size + len(name) + size
     central = b"".join(directory)
-    end = _EOCD.pack(ZIP_EMPTY_MAGIC, 0, 0, len(infos), len(infos), len(central), offset, 0)
-    return b"".join(body) + central + end
+    body += (central, _EOCD.pack(ZIP_EMPTY_MAGIC, 0, 0, len(infos), len(infos), len(central), offset, 0))
+    return b"".join(body)  # one copy of the parts, not three
 
 
 def _scan_for_dtd(part: str | None, carry: bytes, chunk: bytes) -> None:
@@ -711,6 +718,8 @@ _UNSCANNABLE_XML_STARTS = (
 def _check_xml_encoding(part: str | None, head: bytes) -> None:
     """Refuse XML in an encoding where the DTD scan could not see "<!DOCTYPE" (UTF-7, EBCDIC,
     UTF-32). Binary parts (images, vbaProject.bin) do not start with an XML declaration."""
+    if head.startswith(_USUAL_XML_DECLARATION):
+        return  # what the pattern below would read as UTF-8, in a fraction of the time
     match = _XML_ENCODING.match(head[:_XML_HEAD].removeprefix(codecs.BOM_UTF8))
     declared = match.group(1).decode("ascii").lower() if match else "utf-8"
     if head.startswith(_UNSCANNABLE_XML_STARTS) or (

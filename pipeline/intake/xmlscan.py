@@ -60,18 +60,27 @@ def scan_xlsx(path: Path) -> dict[str, SheetFlags]:
 
 # Markup without which scan_sheet_xml finds nothing. ASCII, so looking for them in the raw bytes
 # is the same as looking in the text decoded from UTF-8 with replacement.
-_MARKERS = (b'hidden="1"', b"hidden='1'", b't="e"', b"<f")
+_HIDDEN_MARKERS = (b'hidden="1"', b"hidden='1'")
+_CELL_MARKERS = (b't="e"', b"<f")
 
 
 def scan_sheet_part(data: bytes) -> SheetFlags | None:
     """The flags of one sheet part's bytes, or None when it has none (the usual case, decided
     without decoding the part)."""
-    if not any(marker in data for marker in _MARKERS):
+    if not _has_markers(data):
         return None
     flags = scan_sheet_xml(data.decode("utf-8", "replace"))
     if flags.errors or flags.uncached_formulas or flags.hidden_rows:
         return flags
     return None
+
+
+def _has_markers(data: bytes) -> bool:
+    """Whether any of the markers is in ``data``. Each search reads the whole part; a sheet
+    without hidden rows, the usual one, has no "hidden" at all, which one search tells."""
+    if b"hidden" in data and (_HIDDEN_MARKERS[0] in data or _HIDDEN_MARKERS[1] in data):
+        return True
+    return _CELL_MARKERS[0] in data or _CELL_MARKERS[1] in data
 
 
 def scan_sheet_xml(xml: str) -> SheetFlags:
