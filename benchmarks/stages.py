@@ -2,14 +2,20 @@
 
     python benchmarks/stages.py reads   CONFIG            # raw calamine vs our reader vs safety inspection
     python benchmarks/stages.py stages  CONFIG [--workers N]   # one fresh run, timed stage by stage
-    python benchmarks/stages.py pool    CONFIG --workers N     # inspect + parse in isolated workers only
+    python benchmarks/stages.py pool    CONFIG --workers N [--with-normalize]   # inspect + parse in isolated workers only
     python benchmarks/stages.py profile CONFIG [--top 40] [--out FILE.prof]   # cProfile of one fresh run
+        # (of this process: what the workers do, normalize_book included since they normalize, is not in it)
 
 Stage timings come from wrapping the library functions that ``pipeline.run`` calls (module
 globals and Store methods) with a timer, then calling ``pipeline.run.run(config)`` itself: the
 real run, nothing replicated, and no timing code in ``pipeline/``. What no wrapped function
 covers (the loops written inline in ``_run_locked``) is reported as "glue". A wrapped name that
-the code no longer has is skipped and listed under "missing".
+the code no longer has is skipped and listed under "missing". A wrapped function that runs in
+the forked parse workers (the inspection since 10a2aef, read_book, and normalize_book since the
+workers normalize) is timed there too, into memory shared with this process, and reported as
+"in the workers: <stage>": seconds summed over the workers (with two, more than the wall time),
+and the largest resident size a worker had after it. Each row also has "cpu", the CPU seconds
+of the process that ran it (steadier than the wall time on a shared machine).
 
 Run it from the repository whose ``pipeline`` should be measured (``run.py --repo`` does so).
 """
@@ -43,8 +49,9 @@ STAGES = [
     ("store: publish (one sync, renames)", "pipeline.store", "Store.publish", "hash + archive (receive)"),
     ("read_returns", "pipeline.run", "read_returns", None),
     ("inspect (safety.inspect_file; in the worker since 10a2aef)", "pipeline.run", "inspect_file", "read_returns"),
-    ("parse (run_isolated → read_book)", "pipeline.run", "run_isolated", "read_returns"),
-    ("normalize (normalize_book)", "pipeline.run", "normalize_book", "read_returns"),
+    ("parse (run_isolated → read_book; and normalize_book since the workers normalize)", "pipeline.run", "run_isolated", "read_returns"),
+    ("read_book", "pipeline.run", "read_book", "read_returns"),  # in the worker
+    ("normalize (normalize_book; in the workers since they normalize)", "pipeline.run", "normalize_book", "read_returns"),
     ("frame_from_returns", "pipeline.run", "frame_from_returns", None),
     ("validate (pandera)", "pipeline.run", "validate_returns", None),
     ("store: record_receipt", "pipeline.store", "Store.record_receipt", None),  # older name
@@ -77,10 +84,22 @@ STAGES = [
 
 class StageTimer:
     def __init__(self):
+        import multiprocessing
+
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)  # this process's CPU seconds in the stage
         self.calls: dict[str, int] = defaultdict(int)
         self.missing: list[str] = []
         self.rss_after: dict[str, float] = {}  # resident MB when the stage last returned
+        # The same per stage for calls in the forked workers, in memory they inherit.
+        context = multiprocessing.get_context("fork")
+        self.parent = os.getpid()
+        self.slot = {label: number for number, (label, *_) in enumerate(STAGES)}
+        self.worker_seconds = context.RawArray("d", len(STAGES))
+        self.worker_cpu = context.RawArray("d", len(STAGES))
+        self.worker_calls = context.RawArray("q", len(STAGES))
+        self.worker_rss = context.RawArray("d", len(STAGES))
+        self.worker_lock = context.Lock()
 
     def install(self) -> None:
         import importlib
@@ -102,26 +121,49 @@ class StageTimer:
                 setattr(owner, attr, timed)
 
     def _timed(self, label, original):
-        seconds, calls, rss = self.seconds, self.calls, self.rss_after
+        seconds, cpu, calls, rss = self.seconds, self.cpu, self.calls, self.rss_after
+        slot, parent = self.slot[label], self.parent
 
         def timed(*args, **kwargs):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             try:
                 return original(*args, **kwargs)
             finally:
-                seconds[label] += time.perf_counter() - start
-                calls[label] += 1
-                rss[label] = max(rss.get(label, 0.0), _rss_mb())
+                elapsed, cpu_elapsed = time.perf_counter() - start, time.process_time() - cpu_start
+                if os.getpid() == parent:
+                    seconds[label] += elapsed
+                    cpu[label] += cpu_elapsed
+                    calls[label] += 1
+                    rss[label] = max(rss.get(label, 0.0), _rss_mb())
+                else:
+                    self._add_worker(slot, elapsed, cpu_elapsed)
 
         return timed
+
+    def _add_worker(self, slot: int, elapsed: float, cpu_elapsed: float) -> None:
+        # Bounded: a worker killed while it held the lock must not hang the others.
+        if self.worker_lock.acquire(timeout=1.0):
+            try:
+                self.worker_seconds[slot] += elapsed
+                self.worker_cpu[slot] += cpu_elapsed
+                self.worker_calls[slot] += 1
+                self.worker_rss[slot] = max(self.worker_rss[slot], _rss_mb())
+            finally:
+                self.worker_lock.release()
 
     def report(self, total: float) -> list[dict]:
         top = sum(self.seconds.get(label, 0.0) for label, _, _, parent in STAGES if parent is None)
         rows = []
         for label, _, _, parent in STAGES:
             if label in self.seconds:
-                rows.append({"stage": label, "parent": parent, "seconds": self.seconds[label],
+                rows.append({"stage": label, "parent": parent, "seconds": self.seconds[label], "cpu": self.cpu[label],
                              "calls": self.calls[label], "rss_mb": round(self.rss_after.get(label, 0.0))})  # fmt: skip
+            slot = self.slot[label]
+            if self.worker_calls[slot]:
+                rows.append({"stage": f"in the workers: {label}", "parent": parent, "where": "workers",
+                             "seconds": self.worker_seconds[slot], "cpu": self.worker_cpu[slot],
+                             "calls": self.worker_calls[slot],
+                             "rss_mb": round(self.worker_rss[slot])})  # fmt: skip
         rows.append({"stage": "glue (inline loops of _run_locked, lock, log, commit)", "parent": None,
                      "seconds": total - top, "calls": 1})  # fmt: skip
         return rows
@@ -152,8 +194,10 @@ def inbox_files(config_path: Path) -> list[str]:
 
 def mode_reads(config_path: Path, repeat: int) -> dict:
     """Raw python_calamine read of every file, against our reader and the safety inspection, and
-    (``read_job_in_process``) the whole of what a worker does for one file, here in-process:
-    inspection (with the sheet scan, where the checkout does it in the same pass) and read_book."""
+    (``read_job_in_process``) what a worker does to read one file, here in-process: inspection
+    (with the sheet scan, where the checkout does it in the same pass) and read_book. Where the
+    workers also normalize, ``worker_job_in_process`` is the whole of a worker's job: the same
+    and normalize_book."""
     from python_calamine import CalamineWorkbook
 
     import pipeline.run as pipeline_run
@@ -162,10 +206,12 @@ def mode_reads(config_path: Path, repeat: int) -> dict:
     from pipeline.intake.safety import inspect_file
     from pipeline.intake.xmlscan import scan_xlsx
 
-    limits = load_config(config_path).limits
+    config = load_config(config_path)
+    limits = config.limits
     files = inbox_files(config_path)
     paths = [Path(f) for f in files]
     read_job = _read_job_of(pipeline_run, limits)
+    worker_job = _worker_job_of(pipeline_run, config)
     timings = defaultdict(list)
     for _ in range(repeat):
         start = time.perf_counter()
@@ -189,18 +235,41 @@ def mode_reads(config_path: Path, repeat: int) -> dict:
             for name in files:
                 read_job(name)
             timings["read_job_in_process"].append(time.perf_counter() - start)
+        if worker_job is not None:
+            start = time.perf_counter()
+            for name in files:
+                worker_job(name)
+            timings["worker_job_in_process"].append(time.perf_counter() - start)
     return {"files": len(files), **{k: sorted(v)[len(v) // 2] for k, v in timings.items()}, "all": timings}
 
 
 def _read_job_of(pipeline_run, limits):
-    """The worker's job for one path, whatever the checkout's ``_read_job`` signature; None when
-    the checkout inspects in the parent (before 10a2aef)."""
+    """A worker's reading of one path (inspection and read_book, not normalize), whatever the
+    checkout's signatures; None when the checkout inspects in the parent (before 10a2aef)."""
+    if hasattr(pipeline_run, "_read_file"):  # since the workers normalize: _read_job = _read_file + normalize
+        return functools.partial(pipeline_run._read_file, limits=limits)
     read_job = pipeline_run._read_job
     if "inspect_file" not in inspect.getsource(read_job):
         return None
     if len(inspect.signature(read_job).parameters) == 2:
         return functools.partial(read_job, limits=limits)
     return lambda name: read_job((name, limits))
+
+
+def _worker_job_of(pipeline_run, config):
+    """A worker's whole job for one path, reading and normalizing under the file's own name;
+    None when the checkout normalizes in the parent."""
+    if not hasattr(pipeline_run, "_read_file"):
+        return None
+    from pipeline.intake.layout import build_alias_index
+    from pipeline.intake.normalize import TaskIndex
+    from pipeline.tasks import read_task_list
+
+    job = functools.partial(
+        pipeline_run._read_job, limits=config.limits, index=TaskIndex.from_tasks(read_task_list(config.paths.tasks)),
+        aliases=build_alias_index(config.aliases), period=config.report.period,
+    )  # fmt: skip
+    return lambda name: job((name, [Path(name).name]))
 
 
 def mode_stages(config_path: Path, workers: int | None) -> dict:
@@ -212,6 +281,7 @@ def mode_stages(config_path: Path, workers: int | None) -> dict:
     start = time.perf_counter()
     result = pipeline_run.run(config)
     total = time.perf_counter() - start
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "total": total,
         "workers": config.limits.workers,
@@ -222,29 +292,33 @@ def mode_stages(config_path: Path, workers: int | None) -> dict:
         "stages": timer.report(total),
         "missing": timer.missing,
         "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "workers_maxrss_mb": children.ru_maxrss / 1024,  # the largest worker (reaped children)
+        "cpu_self": own.ru_utime + own.ru_stime,
+        "cpu_workers": children.ru_utime + children.ru_stime,
     }
 
 
-def mode_pool(config_path: Path, workers: int) -> dict:
+def mode_pool(config_path: Path, workers: int, with_normalize: bool = False) -> dict:
     """The reading stage alone, as the run does it: every file inspected and parsed in the
-    isolated worker pool (pipeline.run._read_job), or, for a checkout whose run inspects in the
-    parent first (before 10a2aef), inspect_file here and read_book in the pool."""
+    isolated worker pool (pipeline.run._read_file, the old _read_job), or, for a checkout whose
+    run inspects in the parent first (before 10a2aef), inspect_file here and read_book in the
+    pool. Normalizing is not part of it, wherever the checkout does it, so that the figure stays
+    comparable with the raw calamine read. ``with_normalize``: also the workers' whole job
+    (reading and normalize_book) through the pool, where the workers normalize."""
     import pipeline.run as pipeline_run
     from pipeline.config import load_config
     from pipeline.intake.isolate import run_isolated
     from pipeline.intake.read import read_book
     from pipeline.intake.safety import inspect_file
 
-    limits = load_config(config_path).limits
+    config = load_config(config_path)
+    limits = config.limits
     files = inbox_files(config_path)
     options = {"workers": workers, "timeout": limits.parse_timeout, "memory_mb": limits.worker_memory_mb}
-    worker_inspects = "inspect_file" in inspect.getsource(pipeline_run._read_job)
+    read_job = _read_job_of(pipeline_run, limits)
     start = time.perf_counter()
-    if worker_inspects:
-        if len(inspect.signature(pipeline_run._read_job).parameters) == 2:  # (path, limits)
-            outcomes = run_isolated(functools.partial(pipeline_run._read_job, limits=limits), files, **options)
-        else:  # before the sheet scan joined the inspection: one (path, limits) job
-            outcomes = run_isolated(pipeline_run._read_job, [(name, limits) for name in files], **options)
+    if read_job is not None:
+        outcomes = run_isolated(read_job, files, **options)  # fork: any function will do
         inspected = start
     else:
         jobs = []
@@ -252,17 +326,24 @@ def mode_pool(config_path: Path, workers: int) -> dict:
             verdict = inspect_file(Path(name), limits)
             jobs.append((name, verdict.kind, verdict.encoding, limits.max_rows))
         inspected = time.perf_counter()
-        outcomes = run_isolated(lambda job: read_book(*job), jobs, **options)  # fork: any function will do
+        outcomes = run_isolated(lambda job: read_book(*job), jobs, **options)
     done = time.perf_counter()
-    return {
+    result = {
         "workers": workers,
         "files": len(files),
         "ok": sum(o.ok for o in outcomes),
-        "worker_inspects": worker_inspects,
+        "worker_inspects": read_job is not None,
         "inspect": inspected - start,
         "parse": done - inspected,
         "total": done - start,
     }
+    worker_job = _worker_job_of(pipeline_run, config) if with_normalize else None
+    if worker_job is not None:
+        start = time.perf_counter()
+        outcomes = run_isolated(worker_job, files, **options)
+        result["read_and_normalize"] = time.perf_counter() - start
+        result["read_and_normalize_ok"] = sum(o.ok for o in outcomes)
+    return result
 
 
 def mode_profile(config_path: Path, top: int, out: Path | None, workers: int | None) -> dict:
@@ -311,6 +392,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--with-normalize", action="store_true", help="pool: also time the workers' whole job")
     args = parser.parse_args()
     sys.path.insert(0, os.getcwd())  # measure the pipeline of the repository we are run from
     if args.mode == "reads":
@@ -318,7 +400,7 @@ def main() -> None:
     elif args.mode == "stages":
         result = mode_stages(args.config, args.workers)
     elif args.mode == "pool":
-        result = mode_pool(args.config, args.workers or 1)
+        result = mode_pool(args.config, args.workers or 1, args.with_normalize)
     else:
         result = mode_profile(args.config, args.top, args.out, args.workers)
     print(json.dumps(result, ensure_ascii=False))

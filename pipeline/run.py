@@ -220,14 +220,14 @@ def receive(store: Store, paths: list[Path]) -> list[dict]:
     return received
 
 
-def _read_job(path: str, limits: LimitsConfig) -> tuple:
-    """Runs in a worker process: inspect one archived file, then parse it when it passed.
-    (problem, code, None) for a refused file, (None, None, RawBook) for a read one.
+def _read_file(path: str, limits: LimitsConfig) -> tuple:
+    """Inspect one archived file, then parse it when it passed: (problem, code, None) for a
+    refused file, (None, None, RawBook) for a read one. The reading stage proper, which
+    benchmarks/stages.py measures against a raw calamine read.
 
-    The inspection inflates every part of the package; in the worker it runs beside the parent's
-    normalizing (and under the worker's memory cap) instead of before it. The same pass scans
-    the sheets for what calamine does not report (xmlscan) and keeps the inflated parts for
-    calamine (repack), so that a workbook is inflated once.
+    The inspection inflates every part of the package, under the worker's memory cap. The same
+    pass scans the sheets for what calamine does not report (xmlscan) and keeps the inflated
+    parts for calamine (repack), so that a workbook is inflated once.
     """
     verdict = inspect_file(Path(path), limits, scan_sheets=True, repack=True)
     if verdict.problem:
@@ -236,62 +236,86 @@ def _read_job(path: str, limits: LimitsConfig) -> tuple:
     return None, None, book
 
 
+def _read_job(job: tuple[str, list[str]], limits: LimitsConfig, index, aliases, period: str) -> tuple:
+    """Runs in a worker process: read one archived file and normalize it under each name it was
+    received as. (problem, code, None) for a refused file; (None, None, [(FileReturn, log
+    text), …]) for a read one, a pair per name in the job's order, the text empty unless
+    normalizing failed.
+
+    Normalizing here rather than in the parent lets each worker's core do all the per-file work,
+    and the parent, which was the bottleneck normalizing 3,000 returns (issue 7), only collects.
+    The file's time budget and memory cap cover its normalizing too. The task index, aliases and
+    period come with the function, inherited at the fork, not pickled per job.
+    """
+    path, names = job
+    problem, code, book = _read_file(path, limits)
+    if problem:
+        return problem, code, None
+    # One book for every name, in order, as when the parent normalized: normalize_book names a
+    # nameless sheet after the first file name it sees.
+    return None, None, [_normalize_safely(book, name, index, aliases, period) for name in names]
+
+
 def read_returns(fresh, config: Config, index, aliases, period, progress, log: RunLog) -> list[FileReturn]:
-    """Inspect and parse the new files in isolated workers, normalizing each as it arrives; one
-    FileReturn each, in order."""
+    """Inspect, parse and normalize the new files in isolated workers; one FileReturn each, in
+    order. One job per content, however many names it came under."""
     limits = config.limits
     returns: list[FileReturn | None] = [None] * len(fresh)
-    jobs, positions = [], []
-    job_of: dict[str, int] = {}  # one parse per content, however many names it came under
+    positions_of: dict[str, list[int]] = {}  # content → its places in ``fresh``, in inbox order
     for position, item in enumerate(fresh):
-        if item["sha256"] in job_of:
-            positions.append((position, job_of[item["sha256"]]))
-            continue
-        job_of[item["sha256"]] = len(jobs)
-        jobs.append(str(item["archive"]))  # the limits reach the workers with the function
-        positions.append((position, job_of[item["sha256"]]))
-    positions_of: dict[int, list[int]] = {}
-    for position, job in positions:
-        positions_of.setdefault(job, []).append(position)
+        positions_of.setdefault(item["sha256"], []).append(position)
+    groups = list(positions_of.values())
+    jobs = [(str(fresh[group[0]]["archive"]), [fresh[position]["name"] for position in group]) for group in groups]
+    job_of = {position: job for job, group in enumerate(groups) for position in group}
 
-    def normalize(job: int, outcome) -> None:
-        """Runs as each file's parse arrives, while the worker parses the next."""
-        for position in positions_of[job]:
+    def collect(job: int, outcome) -> None:
+        """Runs as each file's results arrive, while the workers go on with the next ones."""
+        problem, code, normalized = outcome.value if outcome.ok else (None, None, None)
+        for number, position in enumerate(groups[job]):
             name = fresh[position]["name"]
-            problem, code, book = outcome.value if outcome.ok else (None, None, None)
             if problem:
                 ret = FileReturn(file=name, period=period).reject(problem, code or "bad-file")
             elif outcome.ok:
-                ret = _normalize_safely(book, name, index, aliases, period, log)
+                ret, failure = normalized[number]
+                if failure:
+                    log.line(failure)
             else:
                 ret = FileReturn(file=name, period=period)
                 ret.reject(_failure_message(outcome, limits.parse_timeout), f"read-{outcome.failure}")
             returns[position] = ret
 
     outcomes = run_isolated(
-        partial(_read_job, limits=limits), jobs, workers=limits.workers, timeout=limits.parse_timeout,
-        memory_mb=limits.worker_memory_mb, progress=progress, on_outcome=normalize,
+        partial(_read_job, limits=limits, index=index, aliases=aliases, period=period), jobs,
+        workers=limits.workers, timeout=limits.parse_timeout, memory_mb=limits.worker_memory_mb,
+        progress=progress, on_outcome=collect,
     )  # fmt: skip
-    for position, job in positions:  # the log in inbox order, whatever order the parses finished in
-        outcome = outcomes[job]
+    for position, item in enumerate(fresh):  # the log in inbox order, whatever order the jobs finished in
+        outcome = outcomes[job_of[position]]
         if outcome.ok and outcome.value[0]:
-            log.line(f"拒收 {fresh[position]['name']}：{outcome.value[0]}")
+            log.line(f"拒收 {item['name']}：{outcome.value[0]}")
         for note in returns[position].notes:
-            log.line(f"{fresh[position]['name']}：{note}")
+            log.line(f"{item['name']}：{note}")
     return returns
 
 
-def _normalize_safely(book, name: str, index, aliases, period: str, log: RunLog) -> FileReturn:
-    """normalize_book, with a bug of ours costing this file only, never the night's run."""
+def _normalize_safely(book, name: str, index, aliases, period: str) -> tuple[FileReturn, str]:
+    """normalize_book, with a bug of ours costing this file only, never the night's run: the
+    FileReturn, and the line for the run's log (empty unless it failed).
+
+    A MemoryError is the worker's cap, not a bug: it goes to run_isolated, which replaces the
+    worker and fails the file as too large (read-memory).
+    """
     try:
-        return normalize_book(book, name, index, aliases, period)
+        return normalize_book(book, name, index, aliases, period), ""
+    except MemoryError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure here is ours, and must stay this file's
-        log.line(f"{name}：整理数据时程序出错：{exc!r}\n{traceback.format_exc()}")
-        return FileReturn(file=name, period=period).reject(
+        rejected = FileReturn(file=name, period=period).reject(
             f"整理本文件数据时程序出错（{type(exc).__name__}），本文件暂未采用，原文件已保存。"
             "请把本文件转交技术支持；也可请报送单位改用下发的模板重新填报。",
             "internal-error",
         )
+        return rejected, f"{name}：整理数据时程序出错：{exc!r}\n{traceback.format_exc()}"
 
 
 def _failure_message(outcome, timeout: float) -> str:
