@@ -25,7 +25,7 @@ from .conftest import copy_example, invoke
 
 
 def test_offload_computes_in_a_child_process():
-    with Offload(lambda: f"在进程 {os.getpid()} 计算") as job:
+    with Offload(lambda: ["在进程 ", str(os.getpid()), " 计算"]) as job:
         answer = job.result()
     assert answer.startswith("在进程 ") and answer != f"在进程 {os.getpid()} 计算"
     assert not multiprocessing.active_children()
@@ -34,17 +34,19 @@ def test_offload_computes_in_a_child_process():
 def test_a_child_that_dies_is_replaced_by_computing_here():
     parent = os.getpid()
 
-    def render() -> str:
+    def render():
+        yield "本进程"
         if os.getpid() != parent:
-            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
-        return "本进程计算"
+            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would, halfway
+        yield "计算"
 
     assert Offload(render).result() == "本进程计算"
     assert not multiprocessing.active_children()
 
 
 def test_a_bug_in_the_work_is_raised_here_not_lost_in_the_child():
-    def render() -> str:
+    def render():
+        yield "<row/>"
         raise ValueError("not a finite number at F9")
 
     with pytest.raises(ValueError, match="F9"):
@@ -54,7 +56,7 @@ def test_a_bug_in_the_work_is_raised_here_not_lost_in_the_child():
 
 def test_leaving_early_stops_and_reaps_the_child():
     started = time.monotonic()
-    with Offload(lambda: time.sleep(60) or "late"):
+    with Offload(lambda: [time.sleep(60) or "late"]):
         pass  # e.g. another sheet failed: the child must not outlive the workbook
     assert time.monotonic() - started < 10
     assert not multiprocessing.active_children()
