@@ -62,7 +62,7 @@ def test_leaving_early_stops_and_reaps_the_child():
     assert not multiprocessing.active_children()
 
 
-def test_deflated_zip_writes_what_zipfile_writes():
+def test_deflated_zip_writes_what_zipfile_writes(tmp_path):
     parts = [
         ("[Content_Types].xml", b"<Types/>" * 10),
         ("xl/worksheets/sheet1.xml", ("<row>明细第一行</row>" * 200_000).encode()),
@@ -84,6 +84,24 @@ def test_deflated_zip_writes_what_zipfile_writes():
     assert got.getvalue() == expected.getvalue()
     with zipfile.ZipFile(got) as check:
         assert check.testzip() is None
+
+    # xlsxwriter's default mode hands over temporary files, dated 1980-01-31 and mode 0600.
+    files = []
+    for number, (name, data) in enumerate(parts):
+        path = tmp_path / f"part{number}"
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        path.chmod(0o600)
+        os.utime(path, (time.mktime((1980, 1, 31, 0, 0, 0, 0, 0, -1)),) * 2)
+        files.append((str(path), name))
+    expected, got = io.BytesIO(), io.BytesIO()
+    with zipfile.ZipFile(expected, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path, name in files:
+            archive.write(path, name)
+    archive = DeflatedZip(got, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+    for path, name in files:
+        archive.write(path, name)
+    archive.close()
+    assert got.getvalue() == expected.getvalue()
 
 
 def _parts(path) -> dict[str, bytes]:

@@ -111,8 +111,9 @@ def _serve(file, func: Callable[[], Iterable[str]]) -> None:
 
 
 class DeflatedZip:
-    """What xlsxwriter's in-memory packaging asks of ``zipfile.ZipFile`` (open for writing,
-    ``writestr``, ``close``), with the deflating done by threads."""
+    """What xlsxwriter's packaging asks of ``zipfile.ZipFile`` (open for writing, ``write`` a
+    temporary file or ``writestr`` a part held in memory, ``close``), with the deflating done by
+    threads."""
 
     def __init__(self, file, mode: str = "w", compression: int = zipfile.ZIP_DEFLATED, allowZip64: bool = True):  # noqa: N803 - zipfile's keyword
         if mode != "w" or compression != zipfile.ZIP_DEFLATED:
@@ -125,6 +126,20 @@ class DeflatedZip:
     def writestr(self, info: zipfile.ZipInfo, data: bytes | str) -> None:
         if isinstance(data, str):
             data = data.encode("utf-8")
+        self._submit(info, data)
+
+    def write(self, filename: str, arcname: str) -> None:
+        """A part xlsxwriter wrote to a temporary file (its default, not in-memory, mode)."""
+        info = zipfile.ZipInfo.from_file(filename, arcname)  # date and mode as zipfile takes them
+        with open(filename, "rb") as handle:
+            self._submit(info, handle.read())
+
+    def _submit(self, info: zipfile.ZipInfo, data: bytes) -> None:
+        # At most one part waits for a thread beside those being deflated: the parts are read
+        # one by one, not all held in memory at once.
+        pending = [future for _, future in self._members if not future.done()]
+        if len(pending) > DEFLATE_THREADS:
+            pending[0].result()
         self._members.append((info, self._pool.submit(_deflate, data)))
 
     def close(self) -> None:

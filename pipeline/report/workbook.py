@@ -120,7 +120,6 @@ def write_workbook(data: WorkbookInput, path: Path) -> None:
                 "strings_to_urls": False,
                 "strings_to_numbers": False,
                 "nan_inf_to_errors": False,
-                "in_memory": True,  # the parts go to the zip from memory, not through temp files
             },
         )
         book.set_properties({"title": f"{data.title}（{data.period_label}）", "author": "consolidate"})
