@@ -53,6 +53,8 @@ STAGES = [
     ("read_book", "pipeline.run", "read_book", "read_returns"),  # in the worker
     ("normalize (normalize_book; in the workers since they normalize)", "pipeline.run", "normalize_book", "read_returns"),
     ("frame_from_returns", "pipeline.run", "frame_from_returns", None),
+    ("store: known_results", "pipeline.store", "Store.known_results", None),
+    ("store: row_records (accepted rows as tuples)", "pipeline.store", "Store.row_records", None),
     ("validate (pandera)", "pipeline.run", "validate_returns", None),
     ("store: record_receipt", "pipeline.store", "Store.record_receipt", None),  # older name
     ("store: record_file", "pipeline.store", "Store.record_file", None),
@@ -67,6 +69,7 @@ STAGES = [
     ("merge: missing_units", "pipeline.run", "missing_units", "consolidate"),
     ("compute: compute_master", "pipeline.run", "compute_master", "consolidate"),
     ("compute: check_reported", "pipeline.run", "check_reported", "consolidate"),
+    ("content_digest (is the workbook unchanged?)", "pipeline.run", "content_digest", None),
     ("write_workbook", "pipeline.run", "write_workbook", None),
     ("汇总表 (write_summary)", "pipeline.report.workbook", "write_summary", "write_workbook"),
     ("明细 (write_detail)", "pipeline.report.workbook", "write_detail", "write_workbook"),

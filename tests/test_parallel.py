@@ -12,10 +12,11 @@ import zipfile
 
 import pytest
 
-import pipeline.report.parallel as parallel
+import pipeline.offload as offload
 from pipeline.config import load_config
+from pipeline.offload import Offload
 from pipeline.report import workbook
-from pipeline.report.parallel import DeflatedZip, Offload
+from pipeline.report.parallel import DeflatedZip
 from pipeline.report.workbook import write_workbook
 from pipeline.run import _workbook_input, consolidate
 from pipeline.store import Store
@@ -124,7 +125,7 @@ def test_the_workbook_is_the_same_with_or_without_a_child(tmp_path, monkeypatch)
 
     monkeypatch.setattr(workbook, "OFFLOAD_ROWS", 1)  # the example is small: render it apart anyway
     write_workbook(contents, tmp_path / "forked.xlsx")
-    monkeypatch.setattr(parallel.multiprocessing, "get_all_start_methods", lambda: ["spawn"])  # as without fork
+    monkeypatch.setattr(offload.multiprocessing, "get_all_start_methods", lambda: ["spawn"])  # as without fork
     write_workbook(contents, tmp_path / "here.xlsx")
     forked, here = _parts(tmp_path / "forked.xlsx"), _parts(tmp_path / "here.xlsx")
     assert forked == here

@@ -1,15 +1,6 @@
-"""The second core for the workbook: 明细's rows rendered in a forked process, and the parts of
-the package compressed by two threads.
+"""The second core for storing the workbook: the parts of the package compressed by two threads.
 
-At province scale (3,000 returns) 明细 is 68,673 rows × 22 columns, about a second of pure Python
-to render, and nothing in it depends on the other sheets once its formats have their style
-indices and its texts their shared strings (bulk.fix_style_indices, bulk.add_strings). So it is
-rendered by a child process, forked as the workbook starts, while this process writes 汇总表;
-the rows' XML comes back through an unnamed temporary file. A fork copies the process as it
-is, so nothing is pickled. Where the child cannot run (no fork, no memory for one) or fails,
-``Offload.result`` renders here instead: the workbook is the same either way, only slower, and
-a bug raises here, where the run reports it. With the second core busy the two processes share
-one, which costs the fork (milliseconds), not the rendering twice.
+(明细's rows are rendered by a forked child meanwhile: pipeline/offload.py, used by workbook.py.)
 
 Compressing the package's 80 MB of XML takes about a second at province scale, one part after
 another in xlsxwriter's ``zipfile.ZipFile``. ``DeflatedZip`` stands in for it while the workbook
@@ -21,93 +12,16 @@ attributes: the same bytes zipfile writes (tests/test_parallel.py).
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import os
-import signal
 import struct
-import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 DEFLATE_THREADS = 2
 DEFLATE_LEVEL = 6  # zlib's default, which zipfile uses
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
 _END_RECORD = struct.Struct("<4s4H2LH")
-
-
-class Offload:
-    """``"".join(func())``, computed in a forked child while this process goes on. ``func``
-    yields the text in pieces, which the child writes to an unnamed temporary file as they are
-    made: it never holds the whole text, nor all the rows behind it, and never waits for this
-    process to read."""
-
-    def __init__(self, func: Callable[[], Iterable[str]]):
-        self._func = func
-        self._process = None
-        self._file = None
-        if "fork" not in multiprocessing.get_all_start_methods():
-            return
-        context = multiprocessing.get_context("fork")
-        try:
-            file = tempfile.TemporaryFile(prefix="consolidate-")
-        except OSError:  # no room for it: render here instead
-            return
-        process = context.Process(target=_serve, args=(file, func), name="consolidate-writer", daemon=True)
-        # Ctrl-C between the fork and the bookkeeping would leave an untracked child.
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            process.start()
-        except OSError:  # fork refused (EAGAIN, ENOMEM): render here instead
-            file.close()
-            return
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        self._process, self._file = process, file
-
-    def result(self) -> str:
-        """The child's answer, or the text computed here when there is none."""
-        if self._process is not None:
-            self._process.join()
-            if self._process.exitcode == 0:  # it wrote every piece and flushed them
-                self._file.seek(0)
-                text = self._file.read().decode("utf-8")
-                self.close()
-                return text
-            self.close()
-        return "".join(self._func())
-
-    def close(self) -> None:
-        """Stop and reap the child, whatever state it is in; drop its file."""
-        process, file = self._process, self._file
-        self._process = self._file = None
-        if process is not None:
-            if process.is_alive():
-                process.kill()
-            process.join()
-            process.close()
-        if file is not None:
-            file.close()
-
-    def __enter__(self) -> Offload:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-
-def _serve(file, func: Callable[[], Iterable[str]]) -> None:
-    """In the child: compute and write piece by piece, flush, exit 0. Silent on failure (exit
-    1): the parent computes it all again and reports whatever goes wrong there."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    try:
-        for piece in func():
-            file.write(piece.encode("utf-8"))
-        file.flush()
-    except BaseException:  # noqa: BLE001 - whatever it is, the parent redoes the work
-        os._exit(1)
 
 
 class DeflatedZip:

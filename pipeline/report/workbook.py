@@ -29,9 +29,10 @@ import xlsxwriter
 import xlsxwriter.workbook
 
 from ..errors import ERROR, Issue
+from ..offload import Offload
 from ..text import text_key
 from .bulk import BulkSheet, add_strings, fix_style_indices, rows_xml
-from .parallel import Offload, parallel_deflate
+from .parallel import parallel_deflate
 from .styles import LEGEND_STATUSES, STATUS_COLOURS, Styles
 
 LEVEL_ORDER = ("省级", "市级", "区级", "县级")
@@ -129,7 +130,7 @@ def write_workbook(data: WorkbookInput, path: Path) -> None:
         fix_style_indices(book)
         add_strings(book.str_table, detail_texts(data.master))
         render = functools.partial(detail_xml, data.master, styles, book.str_table)
-        with Offload(render) if len(data.master) >= OFFLOAD_ROWS else contextlib.nullcontext() as detail:
+        with Offload(render, "consolidate-writer") if len(data.master) >= OFFLOAD_ROWS else contextlib.nullcontext() as detail:
             write_summary(book, styles, data)
             write_detail(book, styles, data, detail.result() if detail else "".join(render()))
             write_issues(book, styles, data)
