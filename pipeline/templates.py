@@ -22,12 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 import xlsxwriter
+import xlsxwriter.packager
 
 from schemas import STAGES
 
 from .config import Config
 from .errors import ConfigError
 from .intake.read import META_SHEET
+from .report.bulk import literal_shared_strings
 from .report.styles import DECIMAL_FORMAT, INTEGER_FORMAT
 from .report.workbook import text_lines
 from .text import text_key
@@ -336,7 +338,8 @@ def _write(own: pd.DataFrame, prior: dict, unit: str, period: str, path: Path, t
         meta.write_string(row, 0, key)
         meta.write_string(row, 1, value)
     meta.very_hidden()
-    book.close()
+    with literal_shared_strings(xlsxwriter.packager):  # a task text reading "<r>…</r>" stays text
+        book.close()
 
 
 def _write_projects(sheet, records: list[dict], first: int, col: dict, columns, heights: list, style) -> None:

@@ -273,3 +273,14 @@ def test_round_trip_shipped_example(example):
             assert row["状态"] == "推进中"
         else:
             assert row["已完成"] == pytest.approx(expected[row["指标编号"]])
+
+
+def test_task_text_that_reads_like_markup_stays_text_in_the_template(small_tasks, tmp_path):
+    rich = "<r><t>城镇新增就业8150人</t></r>"
+    tasks = small_tasks.assign(indicator=small_tasks["indicator"].where(small_tasks["code"] != "1-1", rich))
+    path = tmp_path / template_name("区人社局", "2023-05")
+    write_template(tasks, None, "区人社局", "2023-05", path, title="汇总表")
+    ws = openpyxl.load_workbook(path)[TEMPLATE_SHEET]
+    col = columns_of(ws)
+    cells = [ws.cell(r, col["indicator"]) for r in data_rows(ws)]
+    assert [cell.value for cell in cells][0] == rich and cells[0].data_type == "s"

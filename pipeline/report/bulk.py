@@ -16,23 +16,27 @@ merges, print setup, panes and filters. The hook is xlsxwriter's documented
 ``str_table`` and ``Format._get_xf_index``. The workbook writes its shared strings after its
 sheets, and a block takes its string indices when it is added, before ``close``.
 
-A block can also be rendered elsewhere, in another process (parallel.py), and handed over as
-XML when the sheet is written (``write_rendered``). That process must not add to the tables the
-workbook writes, so before it starts, the formats get their style indices
+A block can also be rendered elsewhere, in another process (pipeline/offload.py), and handed
+over as XML when the sheet is written (``write_rendered``). That process must not add to the
+tables the workbook writes, so before it starts, the formats get their style indices
 (``fix_style_indices``) and the block's texts their shared strings (``add_strings``), and it
 renders with the table frozen.
 
 Text that reads "<r>…</r>" is written as an inline string: xlsxwriter would write it into the
-shared strings as raw rich-text markup, which breaks the file (or injects XML).
+shared strings as raw rich-text markup, which breaks the file (or injects XML). Text written
+cell by cell (``write_string``, ``merge_range``: titles, unit names, task-list texts) is kept
+text where the shared strings are written (``literal_shared_strings``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
+from xlsxwriter.sharedstrings import SharedStrings
 from xlsxwriter.utility import _utf16_len, _utf16_truncate, xl_col_to_name
 from xlsxwriter.worksheet import Worksheet
 
@@ -240,3 +244,33 @@ class BulkSheet(Worksheet):
                 super()._write_rows()
         finally:
             self.dim_rowmin, self.dim_rowmax = low, high
+
+
+class LiteralSharedStrings(SharedStrings):
+    """xlsxwriter's writer of sharedStrings.xml, every string written as plain text.
+
+    xlsxwriter writes a shared string that reads "<r>…</r>" raw, as the rich-text XML that its
+    ``write_rich_string`` makes: a title, unit name or task text like that, written with
+    ``write_string`` or ``merge_range``, would break the file or inject markup. Here it is
+    escaped like any other text (the workbook writes no rich strings). One place covers every
+    text cell of every sheet, whoever writes it.
+    """
+
+    def _write_si(self, string: str) -> None:
+        if not _looks_rich(string):
+            super()._write_si(string)
+            return
+        # As xlsxwriter writes plain text; "<" first and ">" last: no edge space to preserve.
+        self._xml_si_element(self._escape_control_characters(string), [])
+
+
+@contextlib.contextmanager
+def literal_shared_strings(module) -> Iterator[None]:
+    """``module.SharedStrings`` is ``LiteralSharedStrings`` meanwhile (xlsxwriter.packager's,
+    while a workbook is stored)."""
+    original = module.SharedStrings
+    module.SharedStrings = LiteralSharedStrings
+    try:
+        yield
+    finally:
+        module.SharedStrings = original

@@ -1,8 +1,9 @@
 """Write the consolidated workbook with xlsxwriter: 汇总表, 明细, 问题清单, 未报送, 滞后事项, 统计.
 
 Every text cell is written with ``write_string``: a narrative that starts with "=" stays text
-(output is data, never code). The file is written to a temporary name beside the target and
-renamed into place by the caller, so a reader never sees half a workbook.
+(output is data, never code), and so does text that reads like rich-text markup ("<r>…</r>",
+see bulk.py). The file is written to a temporary name beside the target and renamed into
+place by the caller, so a reader never sees half a workbook.
 
 汇总表 is the page the leaders print: the reference table's layout (title, period line, 序号 /
 项目名称及指标任务 / 牵头领导 / 牵头责任单位 / 完成情况 / 备注) plus the computed columns, grouped
@@ -26,12 +27,13 @@ from pathlib import Path
 
 import pandas as pd
 import xlsxwriter
+import xlsxwriter.packager
 import xlsxwriter.workbook
 
 from ..errors import ERROR, Issue
 from ..offload import Offload
 from ..text import text_key
-from .bulk import BulkSheet, add_strings, fix_style_indices, rows_xml
+from .bulk import BulkSheet, add_strings, fix_style_indices, literal_shared_strings, rows_xml
 from .parallel import parallel_deflate
 from .styles import LEGEND_STATUSES, STATUS_COLOURS, Styles
 
@@ -105,10 +107,25 @@ def content_digest(data: WorkbookInput) -> str:
 
 
 def workbook_name(title: str, period: str) -> str:
-    """outbox/<title>（1-M月）.xlsx"""
+    """outbox/<title>（1-M月）.xlsx, the title made fit for a file name on Windows and Linux.
+
+    A character a file name cannot hold (/ \\ : * ? " < > |) becomes its full-width twin, as a
+    Chinese title would write it anyway ("民生实事/进展" → "民生实事／进展"); control characters go;
+    leading dots go (a hidden file); and a title too long for one file name (255 bytes) is cut
+    short. The sheet keeps the title as it is.
+    """
     month = int(period[5:7])
     label = f"1-{month}月" if month > 1 else "1月"
-    return f"{title}（{label}）.xlsx"
+    name = _CONTROL_CHARACTERS.sub("", title).translate(_FILE_NAME_TWINS).strip().lstrip(".")
+    room = _MAX_NAME_BYTES - len(f"（{label}）.xlsx".encode())
+    while len(name.encode()) > room:
+        name = name[:-1]
+    return f"{name}（{label}）.xlsx"
+
+
+_FILE_NAME_TWINS = str.maketrans({char: chr(ord(char) + 0xFEE0) for char in '/\\:*?"<>|'})
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f]")
+_MAX_NAME_BYTES = 255  # ext4's and NTFS's limit (NTFS counts UTF-16 units: fewer than bytes here)
 
 
 def write_workbook(data: WorkbookInput, path: Path) -> None:
@@ -137,7 +154,7 @@ def write_workbook(data: WorkbookInput, path: Path) -> None:
             write_missing(book, styles, data)
             write_lagging(book, styles, data)
             write_statistics(book, styles, data)
-            with parallel_deflate(xlsxwriter.workbook):
+            with parallel_deflate(xlsxwriter.workbook), literal_shared_strings(xlsxwriter.packager):
                 book.close()
 
 
