@@ -18,11 +18,12 @@ import functools
 import gc
 import hashlib
 import math
+import operator
 import re
 import unicodedata
 from collections import namedtuple
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +35,7 @@ from ..errors import ERROR, Issue
 from ..offload import Offload
 from ..text import text_key
 from .bulk import BulkSheet, add_strings, fix_style_indices, literal_shared_strings, rows_xml
-from .parallel import parallel_deflate
+from .parallel import Segment, deflate_apart, parallel_deflate
 from .styles import LEGEND_STATUSES, STATUS_COLOURS, Styles
 
 LEVEL_ORDER = ("省级", "市级", "区级", "县级")
@@ -98,7 +99,10 @@ def content_digest(data: WorkbookInput) -> str:
     for frame in (data.master, data.tasks.astype(str)):
         digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
         digest.update(repr(list(frame.columns)).encode())
-    digest.update(repr([issue.to_dict() for issue in data.issues]).encode())
+    # Each issue as the tuple of its fields (every field, by the dataclass's own list): a
+    # dataclasses.asdict per issue costs five times as much.
+    issue_fields = operator.attrgetter(*(item.name for item in fields(Issue)))
+    digest.update(repr([issue_fields(issue) for issue in data.issues]).encode())
     digest.update(repr((data.title, data.period, data.missing_units, data.title_font, data.body_font,
                         data.footnote, data.severe_points)).encode())  # fmt: skip
     for source in sorted(Path(__file__).parent.glob("*.py")):
@@ -142,19 +146,28 @@ def write_workbook(data: WorkbookInput, path: Path) -> None:
         )
         book.set_properties({"title": f"{data.title}（{data.period_label}）", "author": "consolidate"})
         styles = Styles(book, data.title_font, data.body_font)
-        # A province's 明细 is rendered by a second process while this one writes 汇总表: its
-        # formats and texts get their indices first (see parallel.py).
+        # A province's 明细 rows are rendered and deflated by a second process while this one
+        # writes the other sheets, and taken last: its formats and texts get their indices first
+        # (see bulk.py), and the rows go into the sheet added in its place just before storing.
         fix_style_indices(book)
         add_strings(book.str_table, detail_texts(data.master))
         render = functools.partial(detail_xml, data.master, styles, book.str_table)
-        with Offload(render, "consolidate-writer") if len(data.master) >= OFFLOAD_ROWS else contextlib.nullcontext() as detail:
+        large = len(data.master) >= OFFLOAD_ROWS
+        child = Offload(lambda: deflate_apart(render()), "consolidate-writer") if large else None
+        with child or contextlib.nullcontext():
             write_summary(book, styles, data)
-            write_detail(book, styles, data, detail.result() if detail else "".join(render()))
+            detail_sheet = write_detail(book, styles, data)
             write_issues(book, styles, data)
             write_missing(book, styles, data)
             write_lagging(book, styles, data)
             write_statistics(book, styles, data)
-            with parallel_deflate(xlsxwriter.workbook), literal_shared_strings(xlsxwriter.packager):
+            deflated = child.answer() if child else None
+            segments = [Segment.read(deflated)] if deflated is not None else []
+            # The child's rows go in deflated, at their placeholder (parallel.py); without a
+            # child (none forked, or it failed) they are rendered here, as plain XML.
+            rows = segments[0].placeholder if segments else "".join(render())
+            detail_sheet.write_rendered(1, len(data.master), len(DETAIL_COLUMNS), rows)
+            with parallel_deflate(xlsxwriter.workbook, segments), literal_shared_strings(xlsxwriter.packager):
                 book.close()
 
 
@@ -545,16 +558,18 @@ DETAIL_COLUMNS = [
 ]
 
 
-def write_detail(book, styles: Styles, data: WorkbookInput, rendered: str) -> None:
-    """明细: a header and one plain row per master row, ``rendered`` by ``detail_xml``."""
+def write_detail(book, styles: Styles, data: WorkbookInput) -> BulkSheet:
+    """明细: a header, filter and print setup. Its rows, one plain row per master row, are
+    rendered by ``detail_xml`` (usually in another process) and handed to the sheet returned
+    (``write_rendered`` from row 2) once they are ready."""
     sheet = book.add_worksheet("明细", worksheet_class=BulkSheet)
     for col, (name, _, width, _) in enumerate(DETAIL_COLUMNS):
         sheet.write_string(0, col, name, styles.header)
         sheet.set_column(col, col, width)
-    sheet.write_rendered(1, len(data.master), len(DETAIL_COLUMNS), rendered)
     sheet.freeze_panes(1, 0)
     sheet.autofilter(0, 0, max(len(data.master), 1), len(DETAIL_COLUMNS) - 1)
     print_setup(sheet, repeat_row=0)
+    return sheet
 
 
 def detail_xml(master: pd.DataFrame, styles: Styles, strings) -> Iterator[str]:
