@@ -267,7 +267,8 @@ class LiteralSharedStrings(SharedStrings):
 @contextlib.contextmanager
 def literal_shared_strings(module) -> Iterator[None]:
     """``module.SharedStrings`` is ``LiteralSharedStrings`` meanwhile (xlsxwriter.packager's,
-    while a workbook is stored)."""
+    while a workbook is stored): for the whole process, like ``parallel.parallel_deflate``, so
+    not for workbooks stored at once by two threads (the product stores one at a time)."""
     original = module.SharedStrings
     module.SharedStrings = LiteralSharedStrings
     try:

@@ -254,7 +254,11 @@ def _write_members(handle, members: Iterator[tuple[zipfile.ZipInfo, tuple[bytes,
 @contextlib.contextmanager
 def parallel_deflate(module, segments: Iterable[Segment] = ()) -> Iterator[None]:
     """``module.ZipFile`` is ``DeflatedZip`` meanwhile (xlsxwriter.workbook's, while it stores),
-    which puts ``segments`` in their placeholders' places."""
+    which puts ``segments`` in their placeholders' places.
+
+    xlsxwriter has no hook for its zip writer but this module global, so the swap holds for the
+    whole process: two workbooks stored at once by two threads would share it. The product
+    stores one workbook at a time, from its main thread."""
     original = module.ZipFile
     module.ZipFile = functools.partial(DeflatedZip, segments=tuple(segments))
     try:
