@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable
 
 
 class Offload:
-    """``func()``'s pieces (text or bytes), joined, computed in a forked child."""
+    """``func()``'s pieces (text as UTF-8, or bytes), joined, computed in a forked child;
+    ``answer()`` is None where the caller must compute them itself."""
 
     def __init__(self, func: Callable[[], Iterable[str | bytes]], name: str = "consolidate-offload"):
         self._func = func
@@ -61,11 +62,6 @@ class Offload:
             data = self._file.read()
         self.close()
         return data
-
-    def result(self) -> str:
-        """The child's text, or the text computed here when there is none."""
-        data = self.answer()
-        return data.decode("utf-8") if data is not None else "".join(self._func())
 
     def close(self) -> None:
         """Stop and reap the child, whatever state it is in; drop its file."""
