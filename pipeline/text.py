@@ -105,9 +105,12 @@ def clean_text(value) -> str:
 
 
 def format_number(value: float) -> str:
-    """15.0 → "15", 0.5 → "0.5": numbers as a person would write them (NaN → "")."""
+    """15.0 → "15", 0.5 → "0.5": numbers as a person would write them (NaN → "", ±∞ as "∞",
+    "-∞": no spreadsheet stores one, but a crafted file's "1e999" reads as one)."""
     if value != value:
         return ""
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return f"{value:.10g}"

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from pipeline.cli import cli
 from pipeline.text import parse_number, parse_rate
 
-from .conftest import make_return
+from .conftest import TEMPLATE_HEADER, make_return
 
 
 def run(ws, *args):
@@ -374,6 +374,28 @@ def test_each_row_level_error_rejects_only_its_row(workspace):
     }
     assert summary["rejected"] == ["区人社局.xlsx", "区残联.xlsx"]
     assert summary["missing_units"] == ["区人社局", "区残联", "区文旅广体局"]
+
+
+def test_an_infinite_number_cell_is_named_not_a_crash(workspace):
+    """A crafted file's "1e999" reads as infinity: in 已完成 it is a number to fix, in a column the
+    run does not use it changes nothing (it rejected the whole file as a program error)."""
+    path = make_return(
+        workspace.inbox / "区人社局.xlsx",
+        [["1-1", "", 8150, 777777, "", "", "", "", 888888], ["1-2", "", 1200, 615, "", "", "", "", 888888]],
+        header=[*TEMPLATE_HEADER, "其他"],
+    )
+    with zipfile.ZipFile(path) as source:
+        parts = [(item, source.read(item.filename)) for item in source.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for item, data in parts:
+            if item.filename.startswith("xl/worksheets/"):
+                data = data.replace(b"<v>777777</v>", b"<v>1e999</v>").replace(b"<v>888888</v>", b"<v>-1e999</v>")
+            target.writestr(item, data)
+    _, summary = run(workspace)
+    messages = {i["位置"]: i["问题"] for i in workspace.issues() if i["级别"] == "错误"}
+    assert messages == {"Sheet1!D2": "D2：已完成“∞”不是数字，请填写累计完成数（只填数字，如 3500）"}
+    assert summary["partial"] == ["区人社局.xlsx"]
+    assert next(r for r in workspace.detail() if r["指标编号"] == "1-2")["已完成"] == 615
 
 
 def test_target_differing_from_task_list_is_a_warning(workspace):
