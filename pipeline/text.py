@@ -175,6 +175,8 @@ def _parse_text(text: str) -> ParsedNumber:
     pct = bool(match.group("pct")) or suffix.startswith("%")
     if pct:
         number /= 100
+    if not math.isfinite(number):
+        return ParsedNumber(None, False)  # 400 digits read as infinity: not a figure anyone reports
     return ParsedNumber(number, True, pct, suffix)
 
 

@@ -13,7 +13,8 @@ import xlsxwriter
 from click.testing import CliRunner
 
 from pipeline.cli import cli
-from pipeline.text import parse_number, parse_rate
+from pipeline.intake.narrative import extract_facts, parse_amount, parse_rank
+from pipeline.text import ParsedNumber, parse_number, parse_rate
 
 from .conftest import TEMPLATE_HEADER, make_return
 
@@ -396,6 +397,37 @@ def test_an_infinite_number_cell_is_named_not_a_crash(workspace):
     assert messages == {"Sheet1!D2": "D2：已完成“∞”不是数字，请填写累计完成数（只填数字，如 3500）"}
     assert summary["partial"] == ["区人社局.xlsx"]
     assert next(r for r in workspace.detail() if r["指标编号"] == "1-2")["已完成"] == 615
+
+
+def test_hundreds_of_digits_are_not_a_number_and_do_not_stop_the_run(workspace):
+    """400 digits read as infinity (the workbook cannot hold it: the whole run stopped), and 5,000
+    digits are more than int() takes (the file was rejected as a program error)."""
+    digits = "9" * 400
+    make_return(
+        workspace.inbox / "区人社局.xlsx",
+        [["1-1", "", 8150, digits, "", "", "", ""], ["1-2", "", 1200, "", "", "", f"已完成{digits}人次，完成率{digits}%", ""]],
+    )
+    make_return(workspace.inbox / "区残联.xlsx", [["2-1", "", 181, 100, "", "第" + "9" * 5000 + "名", "", ""]])
+    result, summary = run(workspace)
+    assert result.exit_code == 1 and workspace.workbook().exists()
+    errors = {i["位置"]: i["问题"] for i in workspace.issues() if i["级别"] == "错误"}
+    assert list(errors) == ["Sheet1!D2"] and errors["Sheet1!D2"].startswith("D2：已完成“999")
+    assert errors["Sheet1!D2"].endswith("”不是数字，请填写累计完成数（只填数字，如 3500）")
+    detail = {r["指标编号"]: r for r in workspace.detail()}
+    assert detail["1-2"]["已完成"] is None and detail["2-1"]["已完成"] == 100
+    assert summary["accepted"] == ["区人社局.xlsx", "区残联.xlsx"]
+
+
+def test_number_readers_refuse_what_no_float_or_rank_can_be():
+    assert parse_number("9" * 400) == ParsedNumber(None, False)
+    assert parse_number("1e5") == ParsedNumber(None, False)  # as before: not how people write
+    assert parse_rate("9" * 400 + "%") == ParsedNumber(None, False)
+    assert parse_rank("第" + "9" * 5000 + "名") == (None, None)
+    assert parse_rank("在12个县市区中排名第" + "9" * 5000) == (None, None)
+    assert parse_rank("第3名") == (3, None)
+    facts = extract_facts("已完成" + "9" * 400 + "人", target=100.0, measure="人", indicator="培训")
+    assert facts.completed is None and facts.completed_fragment is None
+    assert parse_amount("9" * 400 + "人") is None
 
 
 def test_target_differing_from_task_list_is_a_warning(workspace):

@@ -129,7 +129,20 @@ def parse_amount(text: str) -> tuple[float, str] | None:
     match = _CELL_AMOUNT.fullmatch(_fold(text).text)
     if match is None:
         return None
-    return float(_decimal_amount(match)), match["suffix"]
+    value = _finite(_decimal_amount(match))
+    return (value, match["suffix"]) if value is not None else None
+
+
+def _finite(value: Decimal) -> float | None:
+    """``value`` as a float; None for one too large for a float (hundreds of digits typed)."""
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _small_int(digits: str) -> int | None:
+    """A rank or a count of ranked units; None for more digits than any (a pasted digit run,
+    which int() refuses past 4,300 digits)."""
+    return int(digits) if len(digits) <= 9 else None
 
 
 # --- unit of measure ----------------------------------------------------------------------------
@@ -276,7 +289,7 @@ def _reported_rate(text: str) -> float | None:
             continue  # "任务的3个" is not a rate
         rates.add(_percent(match["number"]))
     return (
-        float(rates.pop()) if len(rates) == 1 else None
+        _finite(rates.pop()) if len(rates) == 1 else None
     )  # two different rates: not ours to pick
 
 
@@ -284,16 +297,16 @@ def _ranks_in(text: str) -> tuple[int | None, int | None]:
     """The one rank stated in prose; (None, None) when there is none or they disagree."""
     if "排" not in text:
         return None, None  # both patterns need 排 (排名, 排位, 排在, 排第)
-    found = {(int(m["rank"]), int(m["of"])) for m in _RANK_AMONG.finditer(text)}
+    found = {(_small_int(m["rank"]), _small_int(m["of"])) for m in _RANK_AMONG.finditer(text)}
     if not found:
         found = {
-            (int(m["rank"] or m["bare"]), int(m["of"]) if m["of"] else None)
+            (_small_int(m["rank"] or m["bare"]), _small_int(m["of"]) if m["of"] else None)
             for m in _RANK_PLAIN.finditer(text)
         }
     if len(found) != 1:
         return None, None
     rank, of = found.pop()
-    return (rank, of) if rank >= 1 else (None, None)
+    return (rank, of) if rank is not None and rank >= 1 else (None, None)
 
 
 def parse_rank(text) -> tuple[int | None, int | None]:
@@ -310,10 +323,10 @@ def parse_rank(text) -> tuple[int | None, int | None]:
     folded = _fold(str(text)).text
     match = _RANK_CELL.fullmatch(folded)
     if match is not None:
-        rank = int(match["rank"])
+        rank = _small_int(match["rank"])
         return (
-            (rank, int(match["of"]) if match["of"] else None)
-            if rank >= 1
+            (rank, _small_int(match["of"]) if match["of"] else None)
+            if rank is not None and rank >= 1
             else (None, None)
         )
     return _ranks_in(folded)
@@ -525,8 +538,8 @@ def _extract_facts(
         rate=rate,
     )
     return NarrativeFacts(
-        completed=float(completed) if completed is not None else None,
-        completed_fragment=fragment if completed is not None else None,
+        completed=_finite(completed) if completed is not None else None,
+        completed_fragment=fragment if completed is not None and _finite(completed) is not None else None,
         full=full is not None,
         reported_rate=rate,
         reported_rank=rank,
