@@ -537,9 +537,10 @@ def _extract_facts(
         any_count=any(count.value > 0 for count in counts),
         rate=rate,
     )
+    completed_value = _finite(completed) if completed is not None else None
     return NarrativeFacts(
-        completed=_finite(completed) if completed is not None else None,
-        completed_fragment=fragment if completed is not None and _finite(completed) is not None else None,
+        completed=completed_value,
+        completed_fragment=fragment if completed_value is not None else None,
         full=full is not None,
         reported_rate=rate,
         reported_rank=rank,
