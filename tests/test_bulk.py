@@ -7,8 +7,9 @@ import zipfile
 import openpyxl
 import pytest
 import xlsxwriter
+import xlsxwriter.packager
 
-from pipeline.report.bulk import BulkSheet, add_strings, fix_style_indices, rows_xml
+from pipeline.report.bulk import BulkSheet, add_strings, fix_style_indices, literal_shared_strings, rows_xml
 
 ROWS = [
     ["=SUM(A1:A9)", 3500, 0.4294, None, "+86 电话", "@某人"],
@@ -115,7 +116,7 @@ def test_a_frozen_block_only_reads_the_shared_strings(tmp_path):
 
 def test_text_that_reads_as_rich_markup_stays_text(tmp_path):
     """xlsxwriter would put "<r>…</r>" into the shared strings as raw XML (breaking the file);
-    the bulk path writes it as an escaped inline string, block or rendered apart."""
+    stored with literal_shared_strings, it is escaped text, in a block or rendered apart."""
     from python_calamine import CalamineWorkbook
 
     texts = ["<r>已完成</r>", "<r><t>注入</t></r>", " <r>x</r>", "普通"]
@@ -126,7 +127,8 @@ def test_text_that_reads_as_rich_markup_stays_text(tmp_path):
     add_strings(book.str_table, texts)
     xml = rows_xml(4, [[(text, None)] for text in texts], strings=book.str_table, frozen=True)
     sheet.write_rendered(4, len(texts), 1, xml)
-    book.close()
+    with literal_shared_strings(xlsxwriter.packager):
+        book.close()
     with zipfile.ZipFile(path) as archive:
         assert b"<r>" not in archive.read("xl/sharedStrings.xml")
     assert [row[0] for row in openpyxl.load_workbook(path)["数据"].iter_rows(values_only=True)] == texts * 2

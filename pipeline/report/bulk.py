@@ -22,10 +22,9 @@ tables the workbook writes, so before it starts, the formats get their style ind
 (``fix_style_indices``) and the block's texts their shared strings (``add_strings``), and it
 renders with the table frozen.
 
-Text that reads "<r>…</r>" is written as an inline string: xlsxwriter would write it into the
-shared strings as raw rich-text markup, which breaks the file (or injects XML). Text written
-cell by cell (``write_string``, ``merge_range``: titles, unit names, task-list texts) is kept
-text where the shared strings are written (``literal_shared_strings``).
+Text that reads "<r>…</r>" would go into the shared strings as raw rich-text markup, which
+breaks the file (or injects XML): the workbook is stored with ``literal_shared_strings``, which
+escapes it like any other text, whether a block or a ``write_string`` put it in the table.
 """
 
 from __future__ import annotations
@@ -80,8 +79,7 @@ def excel_text(text: str) -> str:
 
 
 def _looks_rich(text: str) -> bool:
-    """xlsxwriter writes a shared string reading "<r>…</r>" as raw rich-text XML: such text
-    must go inline, escaped, or it would break the file (or inject markup)."""
+    """Whether xlsxwriter would write this shared string as raw rich-text XML."""
     return text.startswith("<r>") and text.endswith("</r>")
 
 
@@ -126,7 +124,7 @@ def rows_xml(
                     index = known.get(value)
                 if index is not None:
                     repeats += 1
-                elif frozen or _looks_rich(value):
+                elif frozen:
                     append(f'<c r="{letter}{number}"{style} t="inlineStr">{inline_string(value)}</c>')
                     continue
                 else:
@@ -150,14 +148,12 @@ def rows_xml(
 
 def add_strings(strings, texts: Iterable[str | None]) -> None:
     """Put the texts a frozen ``rows_xml`` will write into the shared table, each use counted
-    (``None`` and "" are blanks; text that reads as rich-text markup is written inline)."""
+    (``None`` and "" are blanks)."""
     table = strings.string_table
     for text, uses in Counter(texts).items():  # each distinct text once: most recur
         if not text:
             continue
         text = excel_text(str(text))
-        if _looks_rich(text):
-            continue
         if text not in table:
             strings._get_shared_string_index(text)  # adds it, counted once
             uses -= 1
