@@ -249,7 +249,9 @@ def test_ctrl_c_while_workers_are_busy():
     started = time.monotonic()
     try:
         with pytest.raises(KeyboardInterrupt):
-            run_isolated(misbehave, ["hang", "hang"], workers=2, timeout=30)
+            outcomes = run_isolated(misbehave, ["hang", "hang"], workers=2, timeout=30)
+            # Seen once in ~20 suite runs (2026-12-05): returned instead; what became of the items?
+            pytest.fail(f"returned after {time.monotonic() - started:.2f} s: {outcomes}")
     finally:
         timer.cancel()
     assert time.monotonic() - started < 5

@@ -262,6 +262,9 @@ def _collect_rows(sheet: RawSheet, layout: Layout, file_unit: str, index: TaskIn
     seen_units = set()
     subtotals: list[tuple[int, object]] = []
     fill_down = [(name, col) for name, col in columns.items() if name in _FILL_DOWN]
+    # The rows whose reported rate is a number shown as a percentage (3.5 there is 350%).
+    rate_col = columns.get("rate")
+    percent_rows = {r for r, c in sheet.percent_cells if c == rate_col} if rate_col is not None else set()
     for r in range(layout.first_data_row, len(sheet.rows)):
         row = sheet.rows[r]
         width = len(row)
@@ -302,7 +305,7 @@ def _collect_rows(sheet: RawSheet, layout: Layout, file_unit: str, index: TaskIn
             unit = index.match_unit(unit_text) or unit_text
             seen_units.add(unit)
         lead_units = clean_text(value("lead_units"))
-        result.rows.extend(_row_records(sheet, letters, r, value, unit, index, lead_units, result))
+        result.rows.extend(_row_records(sheet, letters, r, value, unit, index, lead_units, result, r in percent_rows))
     if not file_unit and len(seen_units) == 1:
         result.unit = next(iter(seen_units))
     _check_subtotals(sheet, layout, subtotals, result)
@@ -330,8 +333,9 @@ def _has_key(value) -> bool:
     return any(clean_text(value(name)) for name in ("code", "completed", "rate"))
 
 
-def _row_records(sheet, letters, r, value, unit, index, lead_units, result):
-    """One data row → one record per task it reports on (usually one)."""
+def _row_records(sheet, letters, r, value, unit, index, lead_units, result, rate_percent=False):
+    """One data row → one record per task it reports on (usually one). ``rate_percent``: the
+    row's rate cell shows its number as a percentage."""
     row_number = r + 1
     # where("completed"): this row's cell in that column ("E7", as cell_address() writes it), or ""
     # when the sheet has no such column.
@@ -360,7 +364,10 @@ def _row_records(sheet, letters, r, value, unit, index, lead_units, result):
                 )  # fmt: skip
             return []
     if len(tasks) == 1:  # the usual row: one task, the whole narrative its own
-        return [_record(sheet, r, value, where, unit, tasks[0], narrative, code, indicator_text, result)]
+        return [
+            _record(sheet, r, value, where, unit, tasks[0], narrative, code, indicator_text, result,
+                    rate_percent=rate_percent)
+        ]  # fmt: skip
     parts = split_for_indicators(narrative, [t["indicator"] for t in tasks])
     # When the narrative could not be split, its numbers belong to the row's first (headline)
     # indicator only: "培训1200人次，其中创业培训300人次 … 已完成615人次" says nothing of the 300.
@@ -369,8 +376,9 @@ def _row_records(sheet, letters, r, value, unit, index, lead_units, result):
     for position, (task, part) in enumerate(zip(tasks, parts, strict=True)):
         own_numbers = not (unsplit and position > 0)
         records.append(
-            _record(sheet, r, value, where, unit, task, part or narrative, code, indicator_text, result, own_numbers)
-        )
+            _record(sheet, r, value, where, unit, task, part or narrative, code, indicator_text, result, own_numbers,
+                    rate_percent)
+        )  # fmt: skip
     return records
 
 
@@ -416,12 +424,14 @@ def _coverage(key: str, grams: set[str]) -> float:
     return len(own & grams) / len(own)
 
 
-def _record(sheet, r, value, where, unit, task, narrative, code, indicator_text, result, own_numbers=True) -> dict:
+def _record(
+    sheet, r, value, where, unit, task, narrative, code, indicator_text, result, own_numbers=True, rate_percent=False
+) -> dict:
     completed_cell = value("completed")
     completed_raw, completed, source = _number_cell(completed_cell)
     if completed is not None:
         source = "填报"
-    rate_raw, rate = _rate_cell(value("rate"))
+    rate_raw, rate = _rate_cell(value("rate"), rate_percent)
     rank_text = clean_text(value("rank"))
     rank, rank_of = parse_rank(rank_text) if rank_text else (None, None)
     target_raw, target, _ = _number_cell(value("target"))
@@ -505,14 +515,18 @@ def _number_cell(cell) -> tuple[str, float | None, str]:
     return "", parsed.value, ""
 
 
-def _rate_cell(cell) -> tuple[str, float | None]:
+def _rate_cell(cell, percent_format: bool = False) -> tuple[str, float | None]:
+    """The reported rate's cell: (its text when it is no rate, the rate as a fraction).
+    ``percent_format``: the cell shows its number as a percentage, so 3.5 is 350%."""
     if cell is None:
         return "", None
     if type(cell) is float and math.isfinite(cell):
-        return "", cell / 100 if abs(cell) > PERCENT_ABOVE else cell  # parse_rate's rule, for the usual cell
+        if percent_format or abs(cell) <= PERCENT_ABOVE:
+            return "", cell
+        return "", cell / 100  # parse_rate's rule, for the usual cell
     if isinstance(cell, CellError):
         return str(cell), None
-    parsed = parse_rate(cell)
+    parsed = parse_rate(cell, percent_format=percent_format and not isinstance(cell, str))  # text shows no format
     if not parsed.ok:
         return clean_text(cell), None
     return "", parsed.value

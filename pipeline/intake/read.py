@@ -32,11 +32,16 @@ class RawSheet:
     hidden: bool = False
     hidden_rows: set[int] = field(default_factory=set)  # 1-based Excel rows hidden by the sender
     truncated: bool = False  # more rows than the configured limit were present
+    # 0-based (row, col) of the number cells shown as a percentage, whose number is the fraction
+    # (350% is 3.5); known for an xlsx only (xmlscan)
+    percent_cells: set[tuple[int, int]] = field(default_factory=set)
 
     def __reduce__(self):
         # Pickled as a plain tuple (every book crosses from a worker): cheaper than the
         # default reduction's attribute dictionary, on both sides of the pipe.
-        return RawSheet, (self.name, self.rows, self.merged, self.hidden, self.hidden_rows, self.truncated)
+        return RawSheet, (
+            self.name, self.rows, self.merged, self.hidden, self.hidden_rows, self.truncated, self.percent_cells
+        )  # fmt: skip
 
 
 @dataclass
@@ -108,7 +113,7 @@ def _read_calamine(
         sheet = book.get_sheet_by_name(info.name)
         rows, truncated = _grid(sheet, max_rows)
         sheet_flags = flags.get(info.name)
-        if sheet_flags:
+        if sheet_flags and (sheet_flags.errors or sheet_flags.uncached_formulas):
             notes.extend(f"工作表“{info.name}”{note}" for note in _apply_flags(rows, sheet_flags))
         raw = RawSheet(
             name=info.name,
@@ -117,6 +122,7 @@ def _read_calamine(
             hidden=hidden,
             hidden_rows=set(sheet_flags.hidden_rows) if sheet_flags else set(),
             truncated=truncated,
+            percent_cells=sheet_flags.percent_cells if sheet_flags else set(),
         )
         if info.name == META_SHEET:
             meta = {str(r[0]).strip(): str(r[1]).strip() for r in rows if len(r) >= 2 and r[0]}

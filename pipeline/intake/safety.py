@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import LimitsConfig
-from .xmlscan import SheetFlags, scan_sheet_part, sheet_parts
+from .xmlscan import SheetFlags, percent_styles, scan_sheet_part, sheet_parts, styles_part
 
 log = logging.getLogger(__name__)
 
@@ -318,8 +318,9 @@ def _inspect_zip(handle, size: int, limits: LimitsConfig, scan_sheets: bool = Fa
     kind = _classify_package(handle, entries, limits, inflated)
     _check_declared_sizes(infos, limits)
     sheets = _sheet_parts(handle, entries, limits, inflated) if scan_sheets and kind == "xlsx" else None
+    percent = _percent_styles(handle, entries, limits, inflated) if sheets else frozenset()
     kept = _Kept() if repack and kind == "xlsx" else None
-    flags = _inflate_all(handle, entries, limits, inflated, sheets, kept)
+    flags = _inflate_all(handle, entries, limits, inflated, sheets, kept, percent)
     package = _stored_zip(infos, kept.parts) if kept is not None and not kept.too_big else None
     return Verdict(kind, None, None, None, flags, package)
 
@@ -498,6 +499,17 @@ def _sheet_parts(handle, entries: list[_Entry], limits: LimitsConfig, inflated: 
     return parts
 
 
+def _percent_styles(handle, entries: list[_Entry], limits: LimitsConfig, inflated: dict[str, bytes]) -> frozenset[int]:
+    """The styles that show a number as a percentage (xmlscan.percent_styles), read ahead of the
+    pass like the workbook part (regular expressions on the bytes, never a parser); none when
+    the styles part is missing or outsized (its numbers are then read as if unformatted)."""
+    rels = inflated.get(_WORKBOOK_RELS)
+    entry = {entry.info.filename: entry for entry in entries}.get(styles_part(rels) if rels else "xl/styles.xml")
+    if entry is None or entry.info.file_size > MAX_CLASSIFY_PART:
+        return frozenset()
+    return percent_styles(_read_small(handle, entry, limits, inflated))
+
+
 def _inflate_all(
     handle,
     entries: list[_Entry],
@@ -505,11 +517,13 @@ def _inflate_all(
     inflated: dict[str, bytes] | None = None,
     sheets: dict[str, list[str]] | None = None,
     kept: _Kept | None = None,
+    percent: frozenset[int] = frozenset(),
 ) -> dict[str, SheetFlags] | None:
     """Inflate every part, counting what comes out (the declared sizes may lie), checking its CRC
     and scanning it for DTD declarations. Nothing is kept, except a sheet part's bytes while
-    xmlscan looks at them (``sheets``: part → sheet names; returns what it found, by sheet), and
-    the checked parts in ``kept`` while they fit."""
+    xmlscan looks at them (``sheets``: part → sheet names; returns what it found, by sheet, with
+    the number cells in one of the ``percent`` styles), and the checked parts in ``kept`` while
+    they fit."""
     inflated = inflated or {}
     flags: dict[str, SheetFlags] | None = None if sheets is None else {}
     part_cap = limits.max_part_mb * MB
@@ -557,7 +571,7 @@ def _inflate_all(
         data = b"".join(pieces)
         del pieces
         if sheet_names:
-            found = scan_sheet_part(data)
+            found = scan_sheet_part(data, percent)
             if found is not None:
                 flags.update(dict.fromkeys(sheet_names, found))
         if repacking:
