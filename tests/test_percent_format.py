@@ -61,6 +61,9 @@ def test_percent_styles_are_indexes_into_cellxfs():
     assert percent_styles(STYLES) == {1, 2}
     assert percent_styles(b"<styleSheet/>") == frozenset()
     assert percent_styles(b"not xml at all \x00\xff") == frozenset()
+    # A format id of 5,000 digits (int() refuses it) is no format, not a crash.
+    huge = b"9" * 5000
+    assert percent_styles(STYLES.replace(b'numFmtId="164"', b'numFmtId="' + huge + b'"')) == {1}
 
 
 def test_percent_cells_are_the_number_cells_in_those_styles():
