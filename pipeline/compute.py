@@ -149,4 +149,9 @@ def _location(sheet, cell) -> str:
 
 
 def _pct(value: float) -> str:
-    return f"{value * 100:.2f}".rstrip("0").rstrip(".") + "%"
+    """0.4294 → "42.94%"; a huge rate (a % cell holding 1e308) as format_number writes it, not
+    as "inf%" or 300 digits."""
+    percent = value * 100
+    if abs(percent) < 1e15:
+        return f"{percent:.2f}".rstrip("0").rstrip(".") + "%"
+    return format_number(percent) + "%"

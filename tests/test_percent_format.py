@@ -184,3 +184,20 @@ def test_the_template_header_still_reads(workspace):
     row = next(r for r in workspace.detail() if r["填报单位"] == "区残联")
     assert row["上报完成率"] == pytest.approx(4.0)
     assert row["完成率"] == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize(("stored", "shown"), [(1e308, "∞%"), (1e15, "1e+17%"), (3.5, "350%")])
+def test_a_huge_rate_in_a_percent_cell_is_told_as_a_number(workspace, stored, shown):
+    path = make_return(
+        workspace.inbox / "区人社局.xlsx",
+        [["1-1", "城镇新增就业8150人", 8150, 3500, stored]],
+        header=["指标编号", "指标任务", "目标值", "已完成", "完成率"],
+    )
+    book = openpyxl.load_workbook(path)
+    book.active["E2"].number_format = "0.00%"
+    book.save(path)
+    assert run(workspace)["exit_code"] == 0
+    messages = [issue["问题"] for issue in workspace.issues() if issue["位置"] and issue["位置"].endswith("!E2")]
+    assert messages == [
+        f"E2：指标 1-1 上报完成率 {shown} 与计算值 42.94%（3500/8150）不一致，汇总表采用计算值，请核对后更正。"
+    ]
