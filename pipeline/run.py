@@ -37,7 +37,9 @@ from .text import shorten
 from .validate import validate_returns
 
 # Bump when reading or normalizing changes what a file yields: stored results are then redone.
-PARSER_VERSION = 1
+# 2: a rate shown as a percentage is read as shown (6e74cc3); a non-finite or 400-digit figure is
+# "not a number" instead of a program error (0439b4a, 2cdcc08).
+PARSER_VERSION = 2
 TEMP_PREFIX = ".~consolidate-"
 LAST_RUN = "last_run.json"
 SETTLE_WATCH_SECONDS = 0.5

@@ -7,6 +7,7 @@ cells (xmlscan) so that 3.5 shown as 350% is not taken for a bare "3.5", meaning
 from __future__ import annotations
 
 import json
+import sqlite3
 import zipfile
 
 import openpyxl
@@ -201,3 +202,19 @@ def test_a_huge_rate_in_a_percent_cell_is_told_as_a_number(workspace, stored, sh
     assert messages == [
         f"E2：指标 1-1 上报完成率 {shown} 与计算值 42.94%（3500/8150）不一致，汇总表采用计算值，请核对后更正。"
     ]
+
+
+def test_a_return_read_by_an_older_parser_is_read_again(workspace):
+    # A coordinator upgrading mid-year: results stored by the previous parser version (which read
+    # this 350% as 3.5%) are redone from the file in inbox/, once.
+    _return_with_rates(workspace.inbox / "区人社局.xlsx", "openpyxl")
+    assert run(workspace)["new_files"] == 1
+    conn = sqlite3.connect(workspace.state / "history.sqlite")
+    with conn:
+        conn.execute("UPDATE results SET parser_version = parser_version - 1")
+        conn.execute("UPDATE rows SET reported_rate = 0.035 WHERE code = '1-1'")
+    conn.close()
+    assert run(workspace)["new_files"] == 1
+    rows = {row["指标编号"]: row for row in workspace.detail() if row["填报单位"] == "区人社局"}
+    assert rows["1-1"]["上报完成率"] == pytest.approx(3.5)
+    assert run(workspace)["new_files"] == 0
