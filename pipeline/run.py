@@ -32,7 +32,7 @@ from .offload import Offload
 from .report.workbook import WorkbookInput, content_digest, lagging_items, workbook_name, write_workbook
 from .runlog import RunLog
 from .store import Store, now_text, run_lock
-from .tasks import read_task_list
+from .tasks import CACHE_NAME, keep_task_list, load_kept_task_list, read_task_list, task_list_key
 from .text import shorten
 from .validate import validate_returns
 
@@ -110,7 +110,7 @@ def _run_locked(config: Config, log: RunLog, progress, now: float) -> RunResult:
     # archives what came in (pipeline/offload.py). Its errors are raised all the same, only
     # after the archiving, which changes nothing in the archive that matters: a later run finds
     # the same bytes there.
-    reading = _TaskListReading(paths.tasks)
+    reading = _TaskListReading(paths.tasks, paths.state / CACHE_NAME)
     try:
         paths.outbox.mkdir(parents=True, exist_ok=True)
         sweep_temporaries(paths.outbox, log)
@@ -125,6 +125,8 @@ def _run_locked(config: Config, log: RunLog, progress, now: float) -> RunResult:
         received = receive(store, candidates)
         checkpoint("archived")
         tasks = reading.tasks()
+        if reading.kept is not None:
+            log.line(f"任务清单 {paths.tasks.name} 与上次相同，沿用上次的读取结果")
         index = TaskIndex.from_tasks(tasks)
         aliases = build_alias_index(config.aliases)
         known = store.known_results(PARSER_VERSION)
@@ -183,12 +185,18 @@ OFFLOAD_TASKS_BYTES = 256 * 1024
 
 
 class _TaskListReading:
-    """The task list, read by a forked child (large lists) or here, as it was before (small
-    ones, or when the child cannot run or fails: then reading here raises whatever the child
-    met, with its message)."""
+    """The task list: as kept in state/ from the last run when neither the file nor the code that
+    reads it changed (``kept``); otherwise read by a forked child (large lists) or here, as it
+    was before (small ones, or when the child cannot run or fails: then reading here raises
+    whatever the child met, with its message), and kept for the next run."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, cache: Path):
+        self.path, self.cache = path, cache
+        self._child = None
+        self.key = task_list_key(path)
+        self.kept = load_kept_task_list(cache, self.key) if self.key else None
+        if self.kept is not None:
+            return
         try:
             large = path.stat().st_size >= OFFLOAD_TASKS_BYTES
         except OSError:
@@ -196,8 +204,14 @@ class _TaskListReading:
         self._child = Offload(partial(_pickled_task_list, path), "consolidate-tasks") if large else None
 
     def tasks(self) -> pd.DataFrame:
+        if self.kept is not None:
+            return self.kept
         answer = self._child.answer() if self._child is not None else None
-        return pickle.loads(answer) if answer is not None else read_task_list(self.path)
+        tasks = pickle.loads(answer) if answer is not None else read_task_list(self.path)
+        # Kept only when the file did not change while it was read (a coordinator saving it).
+        if self.key is not None and task_list_key(self.path) == self.key:
+            keep_task_list(self.cache, self.key, answer or pickle.dumps(tasks, protocol=pickle.HIGHEST_PROTOCOL))
+        return tasks
 
     def close(self) -> None:
         if self._child is not None:
