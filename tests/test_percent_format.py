@@ -81,6 +81,14 @@ def test_percent_cells_are_the_number_cells_in_those_styles():
     assert scan_sheet_part(sheet) is None
 
 
+def test_cells_with_a_namespace_prefix_are_found():
+    # The OpenXML SDK and ClosedXML (.NET) write the spreadsheet namespace with a prefix.
+    sheet = b'<x:sheetData><x:row r="2"><x:c r="E2" s="1"><x:v>3.5</x:v></x:c><x:c r="F2" s="1" t="s"><x:v>0</x:v></x:c></x:row>'
+    assert _percent_cells(sheet, frozenset({1})) == {(1, 4)}
+    styles = STYLES.replace(b"<cellXfs", b"<x:cellXfs").replace(b"</cellXfs>", b"</x:cellXfs>").replace(b"<xf ", b"<x:xf ")
+    assert percent_styles(styles) == {1, 2}
+
+
 def test_a_cell_written_style_first_is_missed_not_misread():
     # No common writer puts s before r; such a cell is read as if unformatted.
     assert _percent_cells(b'<c s="2" r="F4"><v>3.5</v></c>', frozenset({2})) == set()

@@ -49,7 +49,7 @@ MAX_PERCENT_STYLES = 64
 MEMO_ENTRIES = 64
 MEMO_MAX_BYTES = 64 * 1024
 _TAG_REACH = 256  # bytes from s="…" to the start and to the end of its cell's tag
-_CELL_REF = re.compile(rb'<c r="([A-Z]{1,3})([0-9]{1,7})"')
+_CELL_REF = re.compile(rb'<(?:\w+:)?c r="([A-Z]{1,3})([0-9]{1,7})"')  # <x:c …>: the OpenXML SDK, ClosedXML
 # Parts of a format code that print themselves, not the number: "quoted text", \x, [red] or
 # [$-804], and _x / *x (a space as wide as x, x repeated). A % among them is a literal sign: 0"%"
 # shows 35 as "35%" without multiplying it by 100.
