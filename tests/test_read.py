@@ -11,6 +11,7 @@ import xlsxwriter
 from python_calamine import CalamineWorkbook
 
 from pipeline.intake.read import CellError, _grid, _grid_by_rows, read_book
+from pipeline.intake.xmlscan import scan_sheet_part
 
 
 def sheet_of(cells: dict[str, object]):
@@ -86,3 +87,15 @@ def test_an_error_cell_lands_on_its_own_row_below_an_empty_first_row(tmp_path):
     rows = read_book(str(path), "xlsx").sheets[0].rows
     assert rows == [[], ["指标编号", "目标值", "已完成"], ["1-1", 8150.0, 3500.0], ["1-2", 1200.0, "#DIV/0!"]]
     assert isinstance(rows[3][2], CellError)
+
+
+def test_errors_formulas_and_hidden_rows_are_found_with_a_namespace_prefix_too():
+    sheet = (
+        b'<x:sheetData><x:row r="2" hidden="1"><x:c r="E2" t="e"><x:v>#DIV/0!</x:v></x:c>'
+        b'<x:c r="F2"><x:f>E2*2</x:f><x:v></x:v></x:c><x:c r="G2"><x:f t="shared" si="0">1+1</x:f></x:c>'
+        b'<x:c r="H2"><x:f>1+2</x:f><x:v>3</x:v></x:c></x:row></x:sheetData>'
+    )
+    flags = scan_sheet_part(sheet)
+    assert flags.errors == {(1, 4): "#DIV/0!"}
+    assert flags.uncached_formulas == {(1, 5): "E2*2", (1, 6): "1+1"}
+    assert flags.hidden_rows == {2}

@@ -29,10 +29,11 @@ from pathlib import Path
 _SHEET = re.compile(r"<(?:\w+:)?sheet\b([^>]*)/?>")
 _ATTR = re.compile(r'([\w:]+)\s*=\s*"([^"]*)"')
 _REL = re.compile(r"<(?:\w+:)?Relationship\b([^>]*)/?>")
-_CELL = re.compile(r"<c\b([^>]*?)(?:/>|>(.*?)</c>)", re.S)
-_ROW = re.compile(r"<row\b([^>]*)>")
-_VALUE = re.compile(r"<v>(.*?)</v>", re.S)
-_FORMULA = re.compile(r"<f\b[^>]*?(?:/>|>(.*?)</f>)", re.S)
+# Elements with or without a namespace prefix (<x:c>: the OpenXML SDK and ClosedXML write one).
+_CELL = re.compile(r"<(?:\w+:)?c\b([^>]*?)(?:/>|>(.*?)</(?:\w+:)?c>)", re.S)
+_ROW = re.compile(r"<(?:\w+:)?row\b([^>]*)>")
+_VALUE = re.compile(r"<(?:\w+:)?v>(.*?)</(?:\w+:)?v>", re.S)
+_FORMULA = re.compile(r"<(?:\w+:)?f\b[^>]*?(?:/>|>(.*?)</(?:\w+:)?f>)", re.S)
 _REF = re.compile(r"([A-Z]+)(\d+)")
 _STYLES_TYPE = "/relationships/styles"
 _NUM_FMT = re.compile(rb"<(?:\w+:)?numFmt\b([^>]*?)/?>")
@@ -95,7 +96,7 @@ def scan_xlsx(path: Path) -> dict[str, SheetFlags]:
 # Markup without which scan_sheet_xml finds nothing. ASCII, so looking for them in the raw bytes
 # is the same as looking in the text decoded from UTF-8 with replacement.
 _HIDDEN_MARKERS = (b'hidden="1"', b"hidden='1'")
-_CELL_MARKERS = (b't="e"', b"<f")
+_CELL_MARKERS = (b't="e"', b"<f", b":f>", b":f ")
 
 
 def scan_sheet_part(data: bytes, percent_styles: frozenset[int] = frozenset()) -> SheetFlags | None:
@@ -118,7 +119,7 @@ def _has_markers(data: bytes) -> bool:
     without hidden rows, the usual one, has no "hidden" at all, which one search tells."""
     if b"hidden" in data and (_HIDDEN_MARKERS[0] in data or _HIDDEN_MARKERS[1] in data):
         return True
-    return _CELL_MARKERS[0] in data or _CELL_MARKERS[1] in data
+    return any(marker in data for marker in _CELL_MARKERS)
 
 
 def scan_sheet_xml(xml: str) -> SheetFlags:
@@ -128,7 +129,7 @@ def scan_sheet_xml(xml: str) -> SheetFlags:
             attrs = dict(_ATTR.findall(match.group(1)))
             if attrs.get("hidden") in ("1", "true") and attrs.get("r", "").isdigit():
                 flags.hidden_rows.add(int(attrs["r"]))
-    if 't="e"' not in xml and "<f" not in xml:
+    if 't="e"' not in xml and "<f" not in xml and ":f>" not in xml and ":f " not in xml:
         return flags
     for match in _CELL.finditer(xml):
         attrs = dict(_ATTR.findall(match.group(1)))
