@@ -38,7 +38,8 @@ from .validate import validate_returns
 
 # Bump when reading or normalizing changes what a file yields: stored results are then redone.
 # 2: a rate shown as a percentage is read as shown (6e74cc3); a non-finite or 400-digit figure is
-# "not a number" instead of a program error (0439b4a, 2cdcc08).
+# "not a number" instead of a program error (0439b4a, 2cdcc08); error cells and uncached formulas
+# found in sheets with a namespace prefix (9db4a24).
 PARSER_VERSION = 2
 TEMP_PREFIX = ".~consolidate-"
 LAST_RUN = "last_run.json"
