@@ -7,6 +7,7 @@ cells (xmlscan) so that 3.5 shown as 350% is not taken for a bare "3.5", meaning
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import zipfile
 
@@ -226,3 +227,36 @@ def test_a_return_read_by_an_older_parser_is_read_again(workspace):
     rows = {row["指标编号"]: row for row in workspace.detail() if row["填报单位"] == "区人社局"}
     assert rows["1-1"]["上报完成率"] == pytest.approx(3.5)
     assert run(workspace)["new_files"] == 0
+
+
+def _with_namespace_prefix(xml: bytes) -> bytes:
+    """The part as the OpenXML SDK writes it: the spreadsheet namespace under the prefix x."""
+    text = xml.decode("utf-8").replace(
+        'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"',
+        'xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main"',
+    )
+    return re.sub(r"<(/?)(?![?!])([A-Za-z]+)", r"<\1x:\2", text).encode("utf-8")
+
+
+def test_a_return_written_with_a_namespace_prefix_reads_its_formats_and_formulas(workspace):
+    source = workspace.root / "plain.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["指标编号", "指标任务", "目标值", "已完成", "完成率"])
+    sheet.append(["1-1", "城镇新增就业8150人", 8150, 28525, 3.5])
+    sheet.append(["1-2", "职业技能培训1200人次", 1200, "=1/0", None])  # saved without a result
+    sheet["E2"].number_format = "0.00%"
+    book.save(source)
+    with zipfile.ZipFile(source) as plain, zipfile.ZipFile(workspace.inbox / "区人社局.xlsx", "w") as prefixed:
+        for item in plain.infolist():
+            data = plain.read(item)
+            if item.filename.startswith("xl/worksheets/") or item.filename == "xl/styles.xml":
+                data = _with_namespace_prefix(data)
+                assert b"<x:c " in data or b"<x:cellXfs" in data
+            prefixed.writestr(item, data, zipfile.ZIP_DEFLATED)
+    run(workspace)
+    rows = {row["指标编号"]: row for row in workspace.detail() if row["填报单位"] == "区人社局"}
+    assert rows["1-1"]["上报完成率"] == pytest.approx(3.5)
+    assert rows["1-2"]["已完成"] is None
+    messages = {issue["位置"]: issue["问题"] for issue in workspace.issues()}
+    assert "没有保存计算结果" in messages["Sheet!D3"]  # openpyxl's sheet name
