@@ -107,10 +107,10 @@ def run(config: Config, *, progress=None, now: float | None = None) -> RunResult
 def _run_locked(config: Config, log: RunLog, progress, now: float) -> RunResult:
     paths, period = config.paths, config.report.period
     started = now_text()
-    # A province's task list takes a second to read: a child reads it while this process
-    # archives what came in (pipeline/offload.py). Its errors are raised all the same, only
-    # after the archiving, which changes nothing in the archive that matters: a later run finds
-    # the same bytes there.
+    # A province's task list takes a second to read: unless the copy kept in state/ from the last
+    # run still holds (pipeline/tasks.py), a child reads it while this process archives what came
+    # in (pipeline/offload.py). Its errors are raised all the same, only after the archiving,
+    # which changes nothing in the archive that matters: a later run finds the same bytes there.
     reading = _TaskListReading(paths.tasks, paths.state / CACHE_NAME)
     try:
         paths.outbox.mkdir(parents=True, exist_ok=True)
